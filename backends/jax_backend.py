@@ -1,0 +1,143 @@
+"""JAX + Flax (Linen) + Optax, shaped like Flax's own ``examples/mnist``.
+
+A ``flax.linen`` module, an ``optax.sgd`` optimiser and a pure train step
+``(params, opt_state, batch, rng) -> (params, opt_state, loss)``. Modes:
+``compiled`` (the default, ``jax.jit`` with the parameter and optimiser buffers
+donated) and ``eager`` (the same functions, op by op). Flax is channels-last
+with (kh, kw, in, out) kernels, so it already speaks the canonical layout.
+Flax's ``nn.Conv`` pads 'SAME' by default; the model asks for 'VALID' as the
+other frameworks do.
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from common import weights
+from common.interface import Backend, DeviceUnavailable
+
+LAYERS = ("conv1", "conv2", "dense1", "dense2")
+
+
+class CNN(nn.Module):
+    conv1: int
+    conv2: int
+    hidden: int
+    dropout1: float
+    dropout2: float
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.relu(nn.Conv(self.conv1, (3, 3), padding="VALID", name="conv1")(x))
+        x = nn.relu(nn.Conv(self.conv2, (3, 3), padding="VALID", name="conv2")(x))
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = nn.Dropout(self.dropout1, deterministic=not train)(x)
+        x = x.reshape((x.shape[0], -1))
+        x = nn.relu(nn.Dense(self.hidden, name="dense1")(x))
+        x = nn.Dropout(self.dropout2, deterministic=not train)(x)
+        return nn.Dense(weights.NUM_CLASSES, name="dense2")(x)
+
+
+def _jax_device(kind: str):
+    try:
+        return jax.devices(kind)[0]
+    except RuntimeError:
+        seen = ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()) or "none"
+        hint = " (install jax[cuda12] or jax[cuda13] for GPUs, jax[tpu] for TPUs)" if kind != "cpu" else ""
+        raise DeviceUnavailable(f"JAX {jax.__version__} sees no {kind!r} device; devices found: {seen}{hint}") from None
+
+
+@final
+class JaxBackend(Backend):
+    name = "jax"
+    modes = ("eager", "compiled")
+
+    def _build(self) -> None:
+        r = self.recipe
+        self._device = _jax_device(self.device)
+        self.model = CNN(r.conv1_filters, r.conv2_filters, r.hidden, r.dropout1, r.dropout2)
+        self.tx = optax.sgd(r.learning_rate, momentum=r.momentum)
+        init_key, self._dropout_key = jax.random.split(jax.random.PRNGKey(self.seed))
+        sample = jnp.zeros((1, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1), jnp.float32)
+        with jax.default_device(self._device):
+            params = self.model.init(init_key, sample, train=False)["params"]
+        self._set_params(params)
+        self._step = 0
+        if self.mode == "compiled":
+            self._train_step = jax.jit(self._train_step_fn, donate_argnums=(0, 1))
+            self._grads = jax.jit(self._grads_fn)
+            self._predict = jax.jit(self._predict_fn)
+        else:
+            self._train_step, self._grads, self._predict = self._train_step_fn, self._grads_fn, self._predict_fn
+
+    def _set_params(self, params) -> None:
+        self.params = jax.device_put(params, self._device)
+        self.opt_state = jax.device_put(self.tx.init(self.params), self._device)
+
+    # Pure functions: traced once by jax.jit in the compiled mode.
+    def _loss(self, params, x, y, train: bool, rng):
+        logits = self.model.apply({"params": params}, x, train=train, rngs={"dropout": rng} if train else None)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    def _train_step_fn(self, params, opt_state, x, y, rng):
+        loss, grads = jax.value_and_grad(self._loss)(params, x, y, True, rng)
+        updates, opt_state = self.tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    def _grads_fn(self, params, x, y):
+        return jax.value_and_grad(self._loss)(params, x, y, False, None)
+
+    def _predict_fn(self, params, x):
+        return self.model.apply({"params": params}, x, train=False)
+
+    def load_weights(self, canonical: weights.Weights) -> None:
+        w = weights.check(canonical, self.recipe)
+        params = {layer: {"kernel": jnp.asarray(w[f"{layer}/kernel"]), "bias": jnp.asarray(w[f"{layer}/bias"])}
+                  for layer in LAYERS}
+        self._set_params(params)
+
+    def _canonical(self, tree) -> weights.Weights:
+        flat = flax.traverse_util.flatten_dict(jax.device_get(tree), sep="/")
+        return {name: np.asarray(value) for name, value in flat.items()}
+
+    def export_weights(self) -> weights.Weights:
+        return self._canonical(self.params)
+
+    def _put(self, array: np.ndarray):
+        return jax.device_put(array, self._device)
+
+    def train_chunk(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        images, labels = self._put(np.ascontiguousarray(x)[..., None]), self._put(np.asarray(y, np.int32))
+        losses = []
+        for i in range(len(x)):
+            rng = jax.random.fold_in(self._dropout_key, self._step)
+            self.params, self.opt_state, loss = self._train_step(self.params, self.opt_state, images[i], labels[i], rng)
+            losses.append(loss)
+            self._step += 1
+        return np.asarray(jnp.stack(losses))
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, weights.Weights]:
+        loss, grads = self._grads(self.params, self._put(np.ascontiguousarray(x)[..., None]), self._put(np.asarray(y, np.int32)))
+        return float(loss), self._canonical(grads)
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._predict(self.params, self._put(np.ascontiguousarray(x)[..., None])))
+
+    def versions(self) -> dict[str, str]:
+        import jaxlib
+
+        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__}
+
+    def device_info(self) -> dict:
+        return {"kind": self.device, "name": self._device.device_kind, "count": len(jax.devices(self._device.platform))}
+
+    def peak_device_memory(self) -> int | None:
+        stats = self._device.memory_stats() if self._device.platform != "cpu" else None
+        return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None

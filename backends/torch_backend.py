@@ -1,0 +1,155 @@
+"""PyTorch: an ``nn.Module`` trained with ``torch.optim.SGD``, as in pytorch/examples mnist.
+
+Modes: ``eager`` (the default, plain PyTorch) and ``compiled`` (``torch.compile``
+of the model). PyTorch is channels-first: images are fed as NCHW, kernels are
+(out, in, kh, kw), and flattening NCHW gives dense1 features in (c, h, w) order,
+so dense1's rows are permuted to and from the canonical (h, w, c) order.
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common import weights
+from common.interface import Backend, DeviceUnavailable
+
+
+class Net(nn.Module):
+    def __init__(self, conv1: int, conv2: int, hidden: int, dropout1: float, dropout2: float) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, conv1, 3, 1)
+        self.conv2 = nn.Conv2d(conv1, conv2, 3, 1)
+        self.dropout1 = nn.Dropout(dropout1)
+        self.dropout2 = nn.Dropout(dropout2)
+        self.fc1 = nn.Linear(weights.POOLED_SIZE * weights.POOLED_SIZE * conv2, hidden)
+        self.fc2 = nn.Linear(hidden, weights.NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = self.dropout2(x)
+        return self.fc2(x)
+
+
+def _torch_device(kind: str) -> torch.device:
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind == "gpu":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailable(
+                f"PyTorch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False; "
+                f"CUDA build: {torch.version.cuda or 'none, this is a CPU-only build'})"
+            )
+        return torch.device("cuda", 0)
+    raise DeviceUnavailable(f"PyTorch has no {kind!r} device here (torch_xla is not supported by mnist-bench)")
+
+
+@final
+class TorchBackend(Backend):
+    name = "torch"
+    modes = ("eager", "compiled")
+
+    def _build(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self._device = _torch_device(self.device)
+        if self._device.type == "cuda":
+            # Fair numerics: fp32 matmuls and convolutions, not TF32.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        torch.manual_seed(self.seed)
+        r = self.recipe
+        self.model = Net(r.conv1_filters, r.conv2_filters, r.hidden, r.dropout1, r.dropout2).to(self._device)
+        self._forward = torch.compile(self.model) if self.mode == "compiled" else self.model
+        self._new_optimizer()
+
+    def _new_optimizer(self) -> None:
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=self.recipe.learning_rate, momentum=self.recipe.momentum
+        )
+
+    def load_weights(self, canonical: weights.Weights) -> None:
+        w = weights.check(canonical, self.recipe)
+        c2 = self.recipe.conv2_filters
+        torch_layout = {
+            "conv1.weight": w["conv1/kernel"].transpose(3, 2, 0, 1),
+            "conv1.bias": w["conv1/bias"],
+            "conv2.weight": w["conv2/kernel"].transpose(3, 2, 0, 1),
+            "conv2.bias": w["conv2/bias"],
+            "fc1.weight": weights.dense1_hwc_to_chw(w["dense1/kernel"], c2).T,
+            "fc1.bias": w["dense1/bias"],
+            "fc2.weight": w["dense2/kernel"].T,
+            "fc2.bias": w["dense2/bias"],
+        }
+        state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in torch_layout.items()}
+        self.model.load_state_dict(state)
+        self._new_optimizer()
+
+    def _to_canonical(self, tensors: dict[str, torch.Tensor]) -> weights.Weights:
+        t = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
+        c2 = self.recipe.conv2_filters
+        return {
+            "conv1/kernel": np.ascontiguousarray(t["conv1.weight"].transpose(2, 3, 1, 0)),
+            "conv1/bias": t["conv1.bias"],
+            "conv2/kernel": np.ascontiguousarray(t["conv2.weight"].transpose(2, 3, 1, 0)),
+            "conv2/bias": t["conv2.bias"],
+            "dense1/kernel": weights.dense1_chw_to_hwc(t["fc1.weight"].T, c2),
+            "dense1/bias": t["fc1.bias"],
+            "dense2/kernel": np.ascontiguousarray(t["fc2.weight"].T),
+            "dense2/bias": t["fc2.bias"],
+        }
+
+    def export_weights(self) -> weights.Weights:
+        return self._to_canonical(dict(self.model.named_parameters()))
+
+    def _images(self, x: np.ndarray) -> torch.Tensor:
+        # (..., 28, 28) -> (..., 1, 28, 28): channels-first.
+        return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(-3).to(self._device, non_blocking=True)
+
+    def _labels(self, y: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(self._device, non_blocking=True)
+
+    def train_chunk(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        self.model.train()
+        images, labels = self._images(x), self._labels(y)
+        losses = []
+        for xb, yb in zip(images, labels):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(self._forward(xb), yb)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.detach())
+        return torch.stack(losses).cpu().numpy()
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, weights.Weights]:
+        self.model.eval()
+        self.model.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self._forward(self._images(x)), self._labels(y))
+        loss.backward()
+        grads = {name: p.grad for name, p in self.model.named_parameters()}
+        return float(loss.item()), self._to_canonical(grads)
+
+    @torch.no_grad()
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        self.model.eval()
+        return self._forward(self._images(x)).cpu().numpy()
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": torch.__version__, "cuda": torch.version.cuda or "", "cudnn": str(torch.backends.cudnn.version() or "")}
+
+    def device_info(self) -> dict:
+        if self._device.type == "cuda":
+            return {"kind": "gpu", "name": torch.cuda.get_device_name(self._device), "count": torch.cuda.device_count()}
+        return {"kind": "cpu", "name": "cpu", "count": 1, "threads": torch.get_num_threads()}
+
+    def peak_device_memory(self) -> int | None:
+        return int(torch.cuda.max_memory_allocated(self._device)) if self._device.type == "cuda" else None

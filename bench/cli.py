@@ -1,0 +1,264 @@
+"""``mnist-bench``: run matched training sweeps, and report and compare their results.
+
+Exit codes: 0 success; 1 a run failed or ``compare`` found a regression;
+2 bad input (the message names the value and what is allowed); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from common import recipe as recipes
+from common import registry
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_RESULTS = Path("results") / "runs"
+
+
+class UsageError(ValueError):
+    """Bad command-line input; reported with exit code 2."""
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mnist-bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train the recipe on each backend, one worker process per run")
+    run.add_argument("--backends", default="torch,tensorflow,jax",
+                     help=f"comma-separated, from {', '.join(registry.BACKENDS)} (default: all three)")
+    run.add_argument("--modes", default="default",
+                     help="'default' (each backend's recommended mode), 'all', or comma-separated mode names "
+                          "(eager, compiled, xla); each backend runs those it has")
+    run.add_argument("--device", default="auto", choices=registry.DEVICES,
+                     help="device kind (default: auto = gpu, then tpu, then cpu)")
+    run.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds per configuration (default 1)")
+    run.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    run.add_argument("--preset", default="default", help=f"recipe preset: {', '.join(recipes.PRESETS)}")
+    run.add_argument("--recipe", type=Path, help="TOML file with recipe fields (applied over the preset)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one recipe field, e.g. --set learning_rate=0.05 (repeatable)")
+    run.add_argument("--epochs", type=_positive_int, help="shorthand for --set epochs=N")
+    run.add_argument("--data-dir", help="dataset root holding mnist/ and fashion-mnist/ (else $MNIST_BENCH_DATA, "
+                                        "else the per-user cache, downloading if needed)")
+    run.add_argument("--threads", type=_positive_int, default=len(os.sched_getaffinity(0)),
+                     help="CPU threads for every framework (default: all CPUs this process may use)")
+    run.add_argument("--timeout", type=_positive_float, default=3600.0, help="per-run timeout in seconds (default 3600)")
+    run.add_argument("--chunk-steps", type=_positive_int, default=20, help="steps between clock reads (default 20)")
+    run.add_argument("--target-accuracy", type=_fraction, default=0.99, help="for time-to-target (default 0.99)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, help=f"run directory (default: {DEFAULT_RESULTS}/<UTC time>)")
+    where.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="complete RUN_DIR: re-run only runs whose record is missing or not ok")
+    run.add_argument("--report", action="store_true", help="write report.md and report.html into the run directory")
+    run.add_argument("--quiet", action="store_true", help="no progress and no summary; exit code only")
+
+    report = sub.add_parser("report", help="write Markdown and HTML reports from run directories")
+    report.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    report.add_argument("--out", type=Path, help="output directory (default: the first RUN_DIR)")
+    report.add_argument("--strict", action="store_true", help="fail on a bad record file instead of skipping it")
+
+    compare = sub.add_parser("compare", help="compare two result sets; exit 1 on a regression")
+    compare.add_argument("base", type=Path, metavar="BASE_DIR")
+    compare.add_argument("new", type=Path, metavar="NEW_DIR")
+    compare.add_argument("--threshold", type=_fraction, default=0.10,
+                         help="samples/s drop that counts as a regression (default 0.10 = 10%%)")
+    compare.add_argument("--accuracy-threshold", type=_fraction, default=0.005,
+                         help="test-accuracy drop that counts as a regression (default 0.005)")
+
+    csv = sub.add_parser("export-csv", help="one CSV row per run record")
+    csv.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    csv.add_argument("--out", type=Path, required=True, help="CSV file to write")
+
+    sub.add_parser("backends", help="list backends, whether they are installed, and their modes")
+    return parser
+
+
+def build_recipe(args) -> recipes.Recipe:
+    recipe = recipes.preset(args.preset)
+    if args.recipe:
+        recipe = recipes.load_toml(args.recipe, recipe)
+    changes = dict(recipes.parse_override(text) for text in args.overrides)
+    if args.epochs:
+        changes["epochs"] = args.epochs
+    return recipe.replace(**changes) if changes else recipe
+
+
+def plan(args) -> list:
+    from bench.harness import RunSpec
+
+    backends = _csv(args.backends)
+    if not backends:
+        raise UsageError("--backends is empty; choose from " + ", ".join(registry.BACKENDS))
+    for name in backends:
+        registry.entry(name)  # raises UnknownBackend naming the choices
+    missing = [registry.not_installed_message(name) for name in backends if not registry.is_available(name)]
+    if missing:
+        raise UsageError("\n".join(missing) + "\n(or leave it out with --backends)")
+    all_modes = sorted({m for modes in registry.MODES.values() for m in modes})
+    if args.modes in ("default", "all"):
+        chosen = {b: [registry.DEFAULT_MODE[b]] if args.modes == "default" else list(registry.MODES[b]) for b in backends}
+    else:
+        wanted = _csv(args.modes)
+        unknown = [m for m in wanted if m not in all_modes]
+        if unknown or not wanted:
+            raise UsageError(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose 'default', 'all' or from {', '.join(all_modes)}")
+        chosen = {b: [m for m in wanted if m in registry.MODES[b]] for b in backends}
+        for m in wanted:
+            if not any(m in modes for modes in chosen.values()):
+                raise UsageError(f"mode {m!r} is not offered by any of {', '.join(backends)}")
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    return [RunSpec(b, m, args.device, s) for s in seeds for b in backends for m in chosen[b]]
+
+
+def print_summary(records: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mnist-bench results")
+    for column in ("run", "status", "test acc", "macro F1", "samples/s (median)", "first step s", "to target s", "wall s"):
+        table.add_column(column, justify="left" if column in ("run", "status") else "right")
+    for r in records:
+        ok = r["status"] == "ok"
+        test = r["final"]["test"] if ok else {}
+        timing = r.get("timing", {}) if ok else {}
+
+        def fmt(value, spec):
+            return format(value, spec) if isinstance(value, (int, float)) else "-"
+
+        table.add_row(
+            r["run_id"], r["status"] if ok else f"[red]{r['status']}[/red]", fmt(test.get("accuracy"), ".4f"),
+            fmt(test.get("macro_f1"), ".4f"), fmt(timing.get("steady_samples_per_s"), ",.0f"),
+            fmt(timing.get("first_step_s"), ".2f"), fmt(timing.get("time_to_target_s"), ".1f"),
+            fmt(timing.get("total_wall_s"), ".1f"),
+        )
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    for r in records:
+        if r["status"] != "ok":
+            print(f"{r['run_id']}: {r['status']}: {(r.get('error') or {}).get('message', '')}", file=sys.stderr)
+
+
+def cmd_run(args) -> int:
+    from bench import harness, progress
+
+    recipe = build_recipe(args)
+    specs = plan(args)
+    if args.resume:
+        if not args.resume.is_dir():
+            raise UsageError(f"--resume {args.resume}: no such run directory")
+        run_dir = args.resume
+    else:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        run_dir = args.out or DEFAULT_RESULTS / stamp
+    config = harness.SweepConfig(
+        specs=tuple(specs), recipe=recipe, run_dir=run_dir, threads=args.threads, timeout_s=args.timeout,
+        command=shlex.join(["mnist-bench", *sys.argv[1:]]), data_dir=args.data_dir,
+        chunk_steps=args.chunk_steps, target_accuracy=args.target_accuracy, resume=bool(args.resume),
+    )
+    if not args.quiet:
+        print(f"run directory: {run_dir}  ({len(specs)} runs, {args.threads} threads each)")
+    try:
+        results = harness.run_sweep(config, progress.make_display(args.quiet))
+    except harness.RunDirBusy as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished runs are in {run_dir}; complete them with: "
+              f"mnist-bench run --resume {run_dir} <same options>", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print_summary(results)
+    if args.report:
+        from bench import report
+
+        paths = report.write_report([run_dir], run_dir)
+        if not args.quiet:
+            print("report: " + ", ".join(str(p) for p in paths.values()))
+    return EXIT_OK if all(r["status"] == "ok" for r in results) else EXIT_RUN_FAILED
+
+
+def cmd_report(args) -> int:
+    from bench import report
+
+    paths = report.write_report(args.run_dirs, args.out or args.run_dirs[0], strict=args.strict,
+                                warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    for path in paths.values():
+        print(path)
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from bench import compare
+
+    result = compare.compare([args.base], [args.new], threshold=args.threshold,
+                             accuracy_threshold=args.accuracy_threshold)
+    print(result.render())
+    return result.exit_code
+
+
+def cmd_export_csv(args) -> int:
+    from bench import export
+
+    print(export.write_csv(args.run_dirs, args.out))
+    return EXIT_OK
+
+
+def cmd_backends(args) -> int:
+    for name in registry.BACKENDS:
+        state = "installed" if registry.is_available(name) else registry.not_installed_message(name)
+        print(f"{name:11s} modes: {', '.join(registry.MODES[name])} (default {registry.DEFAULT_MODE[name]}); {state}")
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "export-csv": cmd_export_csv,
+            "backends": cmd_backends}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from common.records import RecordError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, recipes.RecipeError, registry.UnknownBackend, RecordError) as exc:
+        print(f"mnist-bench {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

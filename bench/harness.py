@@ -1,0 +1,261 @@
+"""The harness: runs a sweep of (backend, mode, device, seed) one worker process at a time.
+
+Every run gets a fresh interpreter (:mod:`bench.worker`), a per-run timeout and
+its own log. Whatever happens to a worker -- an exception, a crash, SIGKILL, a
+hang, a diverging loss, Ctrl-C -- the run ends with a schema-valid record in the
+run directory, and the runs before and after it are unaffected. A lock keeps
+two harnesses out of one run directory; ``resume`` re-runs only the runs whose
+record is missing or not ``ok``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from bench.worker import PROGRESS_PREFIX, now
+from common import machine, records
+from common.recipe import Recipe
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOG_TAIL_CHARS = 4000
+
+
+class RunDirBusy(RuntimeError):
+    """Another harness holds the run directory's lock."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    backend: str
+    mode: str
+    device: str
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.backend}-{self.mode}-{self.device}-s{self.seed}"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    specs: tuple[RunSpec, ...]
+    recipe: Recipe
+    run_dir: Path
+    threads: int
+    timeout_s: float
+    command: str
+    data_dir: str | None = None
+    chunk_steps: int = 20
+    target_accuracy: float = 0.99
+    resume: bool = False
+
+
+class Display(Protocol):
+    def start(self, spec: RunSpec, index: int, total: int) -> None: ...
+    def update(self, spec: RunSpec, event: dict) -> None: ...
+    def finish(self, spec: RunSpec, record: dict, kept: bool = False) -> None: ...
+    def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive, non-blocking lock on ``run_dir`` for the sweep's duration."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise RunDirBusy(
+                f"run directory {run_dir} is in use by another mnist-bench run (pid {holder}); "
+                "wait for it to finish or choose another directory with --out"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+
+
+def record_path(run_dir: Path, spec: RunSpec) -> Path:
+    return run_dir / f"{spec.run_id}{records.RECORD_SUFFIX}"
+
+
+def existing_ok(path: Path) -> dict | None:
+    try:
+        record = records.read(path)
+    except records.RecordError:
+        return None
+    return record if record["status"] == "ok" else None
+
+
+def mnist_bench_info() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("mnist-bench")
+    except PackageNotFoundError:
+        ver = "0+unknown"
+    return {"version": ver, "git": machine.git_commit(REPO_ROOT)}
+
+
+def harness_record(spec: RunSpec, config: SweepConfig, status: str, error: dict, started_at: str,
+                   info: dict, machine_info: dict) -> dict:
+    """The record the harness writes when the worker could not write its own."""
+    return {
+        "schema_version": records.SCHEMA_VERSION,
+        "run_id": spec.run_id,
+        "status": status,
+        "error": error,
+        "backend": spec.backend,
+        "mode": spec.mode,
+        "device": spec.device,
+        "devices": 1,
+        "hosts": 1,
+        "seed": spec.seed,
+        "recipe": config.recipe.to_dict(),
+        "command": config.command,
+        "started_at": started_at,
+        "finished_at": now(),
+        "machine": machine_info,
+        "mnist_bench": info,
+        "threads": {"requested": config.threads},
+    }
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - LOG_TAIL_CHARS))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"worker killed by {signal.Signals(-code).name}"
+    return f"worker exited with code {code} without writing its record"
+
+
+def _pump(proc: subprocess.Popen, log, spec: RunSpec, display: Display) -> None:
+    """Forward progress lines to the display and everything else to the log."""
+    for line in proc.stdout:
+        if line.startswith(PROGRESS_PREFIX):
+            with contextlib.suppress(json.JSONDecodeError):
+                display.update(spec, json.loads(line[len(PROGRESS_PREFIX):]))
+        else:
+            log.write(line)
+            log.flush()
+
+
+def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict) -> dict:
+    run_dir = config.run_dir
+    path = record_path(run_dir, spec)
+    path.unlink(missing_ok=True)  # a record present after the run is this run's
+    request_path = run_dir / f"{spec.run_id}.request.json"
+    log_path = run_dir / f"{spec.run_id}.log"
+    request = {
+        **asdict(spec),
+        "run_id": spec.run_id,
+        "recipe": config.recipe.to_dict(),
+        "threads": config.threads,
+        "data_dir": config.data_dir,
+        "chunk_steps": config.chunk_steps,
+        "target_accuracy": config.target_accuracy,
+        "record_path": str(path),
+        "command": config.command,
+        "mnist_bench": info,
+    }
+    records.write_atomic(request_path, request)
+    started_at = now()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+           "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.worker", str(request_path)],
+            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
+            start_new_session=True,  # its own process group: a kill reaches its children too
+        )
+        pump = threading.Thread(target=_pump, args=(proc, log, spec, display), daemon=True)
+        pump.start()
+        status, error = None, None
+        try:
+            proc.wait(timeout=config.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            status, error = "timeout", {"type": "Timeout", "message": f"run exceeded its timeout of {config.timeout_s:g} s and was killed"}
+        except KeyboardInterrupt:
+            _kill_group(proc)
+            status, error = "interrupted", {"type": "KeyboardInterrupt", "message": "interrupted by the user (Ctrl-C); --resume re-runs it"}
+            pump.join(timeout=5)
+            record = harness_record(spec, config, status, {**error, "tail": _tail(log_path)}, started_at, info, machine_info)
+            records.write_atomic(path, record)
+            display.finish(spec, record)
+            raise
+        pump.join(timeout=5)
+    if status is None:
+        written = None
+        with contextlib.suppress(records.RecordError):
+            written = records.read(path) if path.exists() else None
+        if written is not None:
+            display.finish(spec, written)
+            return written
+        status, error = "failed", {"type": "WorkerDied", "message": _describe_exit(proc.returncode),
+                                   "exit_code": proc.returncode}
+    error["tail"] = _tail(log_path)
+    record = harness_record(spec, config, status, error, started_at, info, machine_info)
+    records.write_atomic(path, record)
+    display.finish(spec, record)
+    return record
+
+
+def run_sweep(config: SweepConfig, display: Display) -> list[dict]:
+    """Run every spec (skipping finished ones with ``resume``); return all records."""
+    info = mnist_bench_info()
+    machine_info = machine.describe()
+    results: list[dict] = []
+    with locked(config.run_dir):
+        records.write_atomic(config.run_dir / "manifest.json", {
+            "command": config.command,
+            "created_at": now(),
+            "recipe": config.recipe.to_dict(),
+            "threads": config.threads,
+            "timeout_s": config.timeout_s,
+            "runs": [spec.run_id for spec in config.specs],
+        })
+        try:
+            for index, spec in enumerate(config.specs):
+                kept = existing_ok(record_path(config.run_dir, spec)) if config.resume else None
+                if kept is not None:
+                    display.finish(spec, kept, kept=True)
+                    results.append(kept)
+                    continue
+                display.start(spec, index, len(config.specs))
+                results.append(run_one(spec, config, display, info, machine_info))
+        finally:
+            display.close()
+    return results

@@ -1,0 +1,97 @@
+"""Progress displays for a sweep: live bars on a terminal, plain lines otherwise, or nothing."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+def _outcome(record: dict) -> str:
+    if record["status"] != "ok":
+        return f"{record['status'].upper()}: {(record.get('error') or {}).get('message', '')}"
+    final = record["final"]["test"]
+    rate = record["timing"].get("steady_samples_per_s")
+    rate_text = f"{rate:,.0f} samples/s" if rate else "no steady-state figure"
+    return f"ok: test accuracy {final['accuracy']:.4f}, {rate_text}"
+
+
+class PlainDisplay:
+    """One line per epoch and per finished run; a step line at most every ``every_s`` seconds."""
+
+    def __init__(self, stream=None, every_s: float = 10.0) -> None:
+        self.stream = stream or sys.stdout
+        self.every_s = every_s
+        self._last = 0.0
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def start(self, spec, index: int, total: int) -> None:
+        self._print(f"[{index + 1}/{total}] {spec.run_id}: starting")
+
+    def update(self, spec, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "epoch":
+            self._print(f"  {spec.run_id} epoch {event['epoch']}/{event['epochs']}: loss {event['train_loss']:.4f}, "
+                        f"test accuracy {event['test_accuracy']:.4f}, {event['wall_s']:.1f} s")
+        elif kind == "step" and time.monotonic() - self._last >= self.every_s:
+            self._last = time.monotonic()
+            self._print(f"  {spec.run_id} epoch {event['epoch']} step {event['step']}/{event['steps']}: "
+                        f"loss {event['loss']:.4f}, {event['samples_per_s']:,.0f} samples/s")
+
+    def finish(self, spec, record: dict, kept: bool = False) -> None:
+        prefix = "kept (resume)" if kept else "done"
+        self._print(f"  {spec.run_id} {prefix}: {_outcome(record)}")
+
+    def close(self) -> None:
+        pass
+
+
+class QuietDisplay(PlainDisplay):
+    def _print(self, text: str) -> None:
+        pass
+
+
+class RichDisplay:
+    """A live bar per run: epoch, step, loss, samples/s and time remaining."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.fields[detail]}"), TimeRemainingColumn(), console=self.console,
+        )
+        self.progress.start()
+        self.tasks: dict[str, int] = {}
+
+    def start(self, spec, index: int, total: int) -> None:
+        self.tasks[spec.run_id] = self.progress.add_task(f"[{index + 1}/{total}] {spec.run_id}", total=None, detail="starting")
+
+    def update(self, spec, event: dict) -> None:
+        task = self.tasks.get(spec.run_id)
+        if task is None or event.get("event") != "step":
+            return
+        epochs, steps = event["epochs"], event["steps"]
+        self.progress.update(
+            task, total=epochs * steps, completed=(event["epoch"] - 1) * steps + event["step"],
+            detail=f"epoch {event['epoch']}/{epochs} loss {event['loss']:.3f} {event['samples_per_s']:,.0f}/s",
+        )
+
+    def finish(self, spec, record: dict, kept: bool = False) -> None:
+        task = self.tasks.get(spec.run_id)
+        if task is None:
+            task = self.tasks[spec.run_id] = self.progress.add_task(spec.run_id, total=1)
+        self.progress.update(task, completed=self.progress.tasks[task].total or 1,
+                             detail=("kept: " if kept else "") + _outcome(record))
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_display(quiet: bool):
+    if quiet:
+        return QuietDisplay()
+    return RichDisplay() if sys.stdout.isatty() else PlainDisplay()

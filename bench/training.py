@@ -1,0 +1,152 @@
+"""The timed training loop every backend goes through, inside its worker process.
+
+Timing rules (the same for every framework):
+
+* Work is handed to the backend in chunks of ``chunk_steps`` steps. A backend
+  returns a chunk's losses as NumPy, which copies them off the device, so each
+  clock read follows a synchronised device.
+* The first step of the run is timed alone and reported as ``first_step_s``: it
+  holds tracing and compilation. The first chunk of every epoch is kept out of
+  the steady state too (it follows an evaluation, which can re-trace or evict
+  caches); steady-state samples/s is the median over the remaining chunks, with
+  the quartiles as its spread.
+* Batches are gathered and stacked by NumPy before the clock starts: the data
+  pipeline is shared and identical, so it is not what is being compared.
+  Epoch wall times include it.
+* Time to target is training time (evaluation excluded) at the end of the first
+  epoch whose test accuracy reaches the target.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from common import flops, pipeline
+from common.interface import Backend
+from common.recipe import Recipe
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
+        super().__init__(f"training diverged: loss {loss} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.loss = epoch, step, loss
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    chunk_steps: int = 20
+    target_accuracy: float = 0.99
+
+
+def _chunk_sizes(total: int, chunk: int, first_alone: bool) -> Iterator[int]:
+    done = 0
+    if first_alone and total:
+        yield 1
+        done = 1
+    while done < total:
+        size = min(chunk, total - done)
+        yield size
+        done += size
+
+
+def _stacked(batches: Iterator[tuple[np.ndarray, np.ndarray]], size: int) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = zip(*(next(batches) for _ in range(size)))
+    return np.stack(xs), np.stack(ys)
+
+
+def quartiles(values: list[float]) -> tuple[float | None, float | None, float | None]:
+    if not values:
+        return None, None, None
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    return float(median), float(q1), float(q3)
+
+
+def train(backend: Backend, arrays: pipeline.Arrays, recipe: Recipe, seed: int, settings: LoopSettings,
+          on_progress: Callable[[dict], None] = lambda event: None) -> dict:
+    """Train ``backend`` for the recipe's epochs; return the record's epochs/timing/final parts."""
+    steps = pipeline.steps_per_epoch(len(arrays.train_y), recipe)
+    bs = recipe.batch_size
+    epochs: list[dict] = []
+    steady_rates: list[float] = []
+    first_step_s = None
+    train_time = 0.0
+    time_to_target = None
+    eval_rate = None
+    test = None
+    run_start = time.perf_counter()
+    for epoch in range(recipe.epochs):
+        epoch_start = time.perf_counter()
+        batches = pipeline.train_batches(arrays, recipe, seed, epoch)
+        losses: list[np.ndarray] = []
+        done = 0
+        epoch_train_s = 0.0
+        for index, size in enumerate(_chunk_sizes(steps, settings.chunk_steps, first_alone=epoch == 0)):
+            x, y = _stacked(batches, size)
+            start = time.perf_counter()
+            chunk_losses = backend.train_chunk(x, y)
+            elapsed = time.perf_counter() - start
+            epoch_train_s += elapsed
+            if not np.all(np.isfinite(chunk_losses)):
+                bad = int(np.argmin(np.isfinite(chunk_losses)))
+                raise Diverged(epoch + 1, done + bad + 1, float(chunk_losses[bad]))
+            losses.append(chunk_losses)
+            done += size
+            if epoch == 0 and index == 0:
+                first_step_s = elapsed
+            elif index > (1 if epoch == 0 else 0):
+                steady_rates.append(size * bs / elapsed)
+            on_progress({"event": "step", "epoch": epoch + 1, "epochs": recipe.epochs, "step": done,
+                         "steps": steps, "loss": float(chunk_losses[-1]), "samples_per_s": size * bs / elapsed})
+        train_time += epoch_train_s
+        eval_start = time.perf_counter()
+        test = backend.evaluate(arrays.test_x, arrays.test_y)
+        eval_s = time.perf_counter() - eval_start
+        eval_rate = len(arrays.test_y) / eval_s
+        if time_to_target is None and test.accuracy >= settings.target_accuracy:
+            time_to_target = train_time
+        all_losses = np.concatenate(losses)
+        epochs.append({
+            "epoch": epoch + 1,
+            "steps": int(done),
+            "train_loss": float(all_losses.mean()),
+            "test_accuracy": test.accuracy,
+            "test_macro_f1": test.macro_f1,
+            "wall_s": time.perf_counter() - epoch_start,
+            "train_s": epoch_train_s,
+            "eval_s": eval_s,
+            "elapsed_s": time.perf_counter() - run_start,
+        })
+        on_progress({"event": "epoch", **epochs[-1], "epochs": recipe.epochs})
+    median, q1, q3 = quartiles(steady_rates)
+    per_sample = flops.train_flops(recipe.conv1_filters, recipe.conv2_filters, recipe.hidden)
+    return {
+        "epochs": epochs,
+        "timing": {
+            "first_step_s": first_step_s,
+            "steady_samples_per_s": median,
+            "steady_samples_per_s_q1": q1,
+            "steady_samples_per_s_q3": q3,
+            "steady_chunks": len(steady_rates),
+            "chunk_steps": settings.chunk_steps,
+            "eval_samples_per_s": eval_rate,
+            "train_s": train_time,
+            "target_accuracy": settings.target_accuracy,
+            "time_to_target_s": time_to_target,
+        },
+        "flops": {
+            "train_per_sample": per_sample,
+            "achieved_gflops": None if median is None else per_sample * median / 1e9,
+        },
+        "final": {"test": test.to_dict()} if test is not None else None,
+    }
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

@@ -1,0 +1,167 @@
+"""One run in its own process: ``python -m bench.worker REQUEST.json``.
+
+The harness writes a request (backend, mode, device, seed, recipe, threads,
+data location, where the record goes) and starts this module in a fresh
+interpreter, so frameworks never share a process, a thread pool or device
+memory. The worker fixes thread counts and memory behaviour *before* the
+framework is imported, builds the backend (failing at once if the device is not
+there), trains, and writes its record atomically. Progress goes to stdout as
+JSON lines prefixed with :data:`PROGRESS_PREFIX`; framework chatter goes to
+stderr, which the harness keeps in the run's log.
+
+Exit codes: 0 ok, 3 device unavailable, 4 diverged, 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import training
+from common.interface import DeviceUnavailable
+
+PROGRESS_PREFIX = "@@mnist-bench "
+EXIT_OK, EXIT_FAILED, EXIT_DEVICE, EXIT_DIVERGED = 0, 1, 3, 4
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def configure_process(threads: int, device: str) -> dict:
+    """Pin the process to ``threads`` CPUs and tell every framework the same count.
+
+    Must run before any framework is imported: several read these only at start.
+    """
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, cpus)
+    env = {
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "OPENBLAS_NUM_THREADS": str(threads),
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": str(threads),
+        # Frameworks that grab all GPU memory at start are told not to.
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    os.environ.update(env)
+    return {"requested": threads, "affinity": cpus, "env": env}
+
+
+def numerics(device: str) -> dict:
+    return {"dtype": "float32", "tf32": False, "matmul_precision": "highest" if device != "cpu" else "default"}
+
+
+def emit(event: dict) -> None:
+    sys.stdout.write(PROGRESS_PREFIX + json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def base_record(request: dict) -> dict:
+    from common import machine
+
+    return {
+        "schema_version": 1,
+        "run_id": request["run_id"],
+        "backend": request["backend"],
+        "mode": request["mode"],
+        "device": request["device"],
+        "devices": 1,
+        "hosts": 1,
+        "seed": request["seed"],
+        "recipe": request["recipe"],
+        "command": request["command"],
+        "started_at": now(),
+        "machine": machine.describe(),
+        "mnist_bench": request["mnist_bench"],
+    }
+
+
+def resolve_device(backend_cls, recipe, request) -> str:
+    """``auto`` becomes the first of gpu, tpu, cpu that the framework can see."""
+    if request["device"] != "auto":
+        return request["device"]
+    for kind in ("gpu", "tpu"):
+        try:
+            backend_cls(recipe.replace(init="native"), device=kind, mode=request["mode"], seed=0)
+            return kind
+        except DeviceUnavailable:
+            continue
+    return "cpu"
+
+
+def run(request: dict) -> int:
+    record = base_record(request)
+    record["threads"] = configure_process(request["threads"], request["device"])
+    record_path = Path(request["record_path"])
+    from common import records
+
+    def finish(status: str, code: int, error: dict | None = None) -> int:
+        record.update(status=status, error=error, finished_at=now())
+        record.setdefault("memory", {})["peak_rss_bytes"] = peak_rss_bytes()
+        records.write_atomic(record_path, record)
+        emit({"event": "done", "status": status})
+        return code
+
+    try:
+        from common import datasets, pipeline, recipe as recipes
+        from common.registry import load_backend
+
+        recipe = recipes.from_mapping(request["recipe"])
+        backend_cls = load_backend(request["backend"])
+        device = resolve_device(backend_cls, recipe, request)
+        record["device"] = device
+        record["numerics"] = numerics(device)
+        t0 = time.perf_counter()
+        backend = backend_cls(recipe, device=device, mode=request["mode"], seed=request["seed"],
+                              threads=request["threads"])
+        build_s = time.perf_counter() - t0
+        record["versions"] = backend.versions()
+        record["device_info"] = backend.device_info()
+        emit({"event": "built", "device": record["device_info"]})
+        dataset = datasets.load(recipe.dataset, request.get("data_dir"))
+        arrays = pipeline.prepare(dataset, recipe)
+        record["data"] = {
+            "dataset": recipe.dataset,
+            "source": str(dataset.source),
+            "train_size": int(len(arrays.train_y)),
+            "test_size": int(len(arrays.test_y)),
+            "order": "numpy.random.default_rng((seed, epoch)).permutation(train_size)",
+            "last_batch": "dropped (training); kept (evaluation)",
+        }
+        settings = training.LoopSettings(request["chunk_steps"], request["target_accuracy"])
+        result = training.train(backend, arrays, recipe, request["seed"], settings, emit)
+        result["timing"]["build_s"] = build_s
+        result["timing"]["total_wall_s"] = time.perf_counter() - t0
+        record.update(result)
+        record["memory"] = {"peak_device_bytes": backend.peak_device_memory()}
+        return finish("ok", EXIT_OK)
+    except DeviceUnavailable as exc:
+        return finish("failed", EXIT_DEVICE, {"type": "DeviceUnavailable", "message": str(exc)})
+    except training.Diverged as exc:
+        return finish("diverged", EXIT_DIVERGED, {"type": "Diverged", "message": str(exc)})
+    except Exception as exc:  # noqa: BLE001 -- every failure becomes a record
+        tail = "".join(traceback.format_exception(exc))[-4000:]
+        return finish("failed", EXIT_FAILED, {"type": type(exc).__name__, "message": str(exc), "tail": tail})
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    return run(request)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The backend interface: one small abstract class, one final class per framework.
+
+A backend owns the model, the optimiser state and the device placement for one
+framework. Everything else -- data, order, initial weights, metrics, timing --
+is shared and lives outside it. All arrays crossing this interface are NumPy:
+images float32 (B, 28, 28) already normalised, labels int32 (B,), weights in the
+canonical layout of :mod:`common.weights`.
+
+Methods that return NumPy arrays copy results off the device, so they also
+synchronise it: a clock read after ``train_chunk`` returns measures finished work.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import numpy as np
+
+from common import metrics, pipeline, weights
+from common.recipe import Recipe
+
+
+class DeviceUnavailable(RuntimeError):
+    """The requested device kind is not visible to the framework."""
+
+
+class Backend(abc.ABC):
+    """Abstract base; subclasses are final and override only the abstract methods."""
+
+    name: ClassVar[str]
+    modes: ClassVar[tuple[str, ...]]
+
+    def __init__(self, recipe: Recipe, *, device: str = "cpu", mode: str, seed: int = 0,
+                 threads: int | None = None) -> None:
+        if mode not in self.modes:
+            raise ValueError(f"backend {self.name!r} has no mode {mode!r}; choose from {', '.join(self.modes)}")
+        self.recipe = recipe
+        self.device = device
+        self.mode = mode
+        self.seed = seed
+        self.threads = threads
+        self._build()
+        if recipe.init == "shared":
+            self.load_weights(weights.init(recipe, seed))
+
+    # --- what each framework provides -------------------------------------------------
+
+    @abc.abstractmethod
+    def _build(self) -> None:
+        """Seed the framework, place the model and optimiser on ``self.device``.
+
+        Raises :class:`DeviceUnavailable` if the device kind is not visible.
+        """
+
+    @abc.abstractmethod
+    def load_weights(self, canonical: weights.Weights) -> None:
+        """Set the parameters from canonical weights and reset the optimiser state."""
+
+    @abc.abstractmethod
+    def export_weights(self) -> weights.Weights:
+        """The current parameters in the canonical layout."""
+
+    @abc.abstractmethod
+    def train_chunk(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Run ``k`` SGD steps on stacked batches x (k, B, 28, 28), y (k, B).
+
+        Dropout is applied as the recipe says. Returns the k training losses
+        (float32), which brings them to the host and so synchronises the device.
+        """
+
+    @abc.abstractmethod
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, weights.Weights]:
+        """Loss and canonical-layout gradients for one batch, dropout off, no update."""
+
+    @abc.abstractmethod
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits (B, 10) for one batch in inference mode (dropout off)."""
+
+    @abc.abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Versions of the framework packages this backend uses."""
+
+    @abc.abstractmethod
+    def device_info(self) -> dict:
+        """The device actually used: kind, name and how many the framework sees."""
+
+    @abc.abstractmethod
+    def peak_device_memory(self) -> int | None:
+        """Peak device memory in bytes where the framework reports it, else None."""
+
+    # --- shared behaviour -------------------------------------------------------------
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits for any number of images, in evaluation batches."""
+        parts = [self._logits(batch) for batch in pipeline.eval_batches(x, self.recipe.eval_batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, weights.NUM_CLASSES), np.float32)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.logits(x).argmax(axis=1)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> metrics.Metrics:
+        return metrics.classification_report(y, self.predict(x))

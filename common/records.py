@@ -1,0 +1,110 @@
+"""Result records: one versioned JSON document per run, written atomically.
+
+The schema lives beside this module in ``record.schema.json`` (JSON Schema
+draft 2020-12) and is the contract between the harness, which writes records,
+and the report, compare and CSV commands, which read them. Bump
+``SCHEMA_VERSION`` on any incompatible change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("record.schema.json")
+STATUSES = ("ok", "failed", "timeout", "diverged", "interrupted")
+RECORD_SUFFIX = ".run.json"
+
+
+class RecordError(ValueError):
+    """A file is not a valid mnist-bench run record."""
+
+
+@cache
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate(record: dict, source: str = "record") -> dict:
+    """Raise :class:`RecordError` naming the first problem, else return ``record``."""
+    import jsonschema  # a test-and-report dependency; kept out of worker start-up
+
+    if not isinstance(record, dict):
+        raise RecordError(f"{source}: not a JSON object")
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise RecordError(
+            f"{source}: schema_version is {record.get('schema_version')!r}, this mnist-bench reads {SCHEMA_VERSION}"
+        )
+    validator = jsonschema.Draft202012Validator(schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(record))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise RecordError(f"{source}: invalid at {where}: {error.message}")
+    return record
+
+
+def write_atomic(path: str | Path, document: Any) -> Path:
+    """Write JSON to ``path`` via a temp file in the same folder and ``os.replace``.
+
+    A reader sees the old file or the new one, never half of either.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(document, fh, indent=1, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read(path: str | Path) -> dict:
+    """Read and validate one record file."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{path}: not valid JSON ({exc})") from None
+    return validate(document, str(path))
+
+
+def record_paths(run_dir: str | Path) -> list[Path]:
+    return sorted(Path(run_dir).glob(f"*{RECORD_SUFFIX}"))
+
+
+def read_dirs(run_dirs: Iterable[str | Path], *, strict: bool = True, warn=None) -> list[dict]:
+    """All records under the given run directories.
+
+    With ``strict`` a bad file raises :class:`RecordError`; otherwise it is
+    skipped and ``warn(message)`` is called so the skip is visible.
+    """
+    records = []
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise RecordError(f"{run_dir}: not a directory of run records")
+        paths = record_paths(run_dir)
+        if not paths:
+            raise RecordError(f"{run_dir}: holds no *{RECORD_SUFFIX} run records")
+        for path in paths:
+            try:
+                records.append(read(path))
+            except RecordError as exc:
+                if strict:
+                    raise
+                if warn:
+                    warn(f"skipped {exc}")
+    return records

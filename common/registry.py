@@ -1,0 +1,74 @@
+"""Backend names -> modules, with availability checked without importing a framework."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    module: str
+    cls: str
+    packages: tuple[str, ...]
+    pip_extra: str
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    "torch": BackendEntry("torch", "backends.torch_backend", "TorchBackend", ("torch",), "torch"),
+    "tensorflow": BackendEntry(
+        "tensorflow", "backends.tensorflow_backend", "TensorFlowBackend", ("tensorflow", "keras"), "tensorflow"
+    ),
+    "jax": BackendEntry("jax", "backends.jax_backend", "JaxBackend", ("jax", "flax", "optax"), "jax"),
+}
+
+# What each backend can run, kept here so the CLI validates without importing a framework.
+MODES: dict[str, tuple[str, ...]] = {
+    "torch": ("eager", "compiled"),
+    "tensorflow": ("eager", "compiled", "xla"),
+    "jax": ("eager", "compiled"),
+}
+DEFAULT_MODE = {"torch": "eager", "tensorflow": "compiled", "jax": "compiled"}
+DEVICES = ("cpu", "gpu", "tpu", "auto")
+
+
+class UnknownBackend(ValueError):
+    pass
+
+
+class BackendNotInstalled(RuntimeError):
+    pass
+
+
+def entry(name: str) -> BackendEntry:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise UnknownBackend(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}") from None
+
+
+def missing_packages(name: str) -> list[str]:
+    """The packages ``name`` needs that cannot be found (found by spec, not imported)."""
+    return [pkg for pkg in entry(name).packages if importlib.util.find_spec(pkg) is None]
+
+
+def is_available(name: str) -> bool:
+    return not missing_packages(name)
+
+
+def not_installed_message(name: str) -> str:
+    missing = missing_packages(name)
+    return (
+        f"backend {name!r} is not installed (missing: {', '.join(missing)}); "
+        f"install it with: pip install -c constraints.txt -e '.[{entry(name).pip_extra}]'"
+    )
+
+
+def load_backend(name: str):
+    """Import and return the backend class; raises BackendNotInstalled with a fix."""
+    if not is_available(name):
+        raise BackendNotInstalled(not_installed_message(name))
+    e = entry(name)
+    return getattr(importlib.import_module(e.module), e.cls)
