@@ -1,0 +1,45 @@
+"""Shared fixtures: where the test datasets live, and isolation from real ones."""
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """Root holding ``mnist/`` and ``fashion-mnist/``: $MNIST_BENCH_DATA, else ../shared/data.
+
+    Read once per session, before any test unsets the variable.
+    """
+    env_root = os.environ.get("MNIST_BENCH_DATA")
+    root = Path(env_root) if env_root else REPO_ROOT.parent / "shared" / "data"
+    if not root.is_dir():
+        pytest.skip(f"shared datasets not found at {root}; set MNIST_BENCH_DATA")
+    return root
+
+
+@pytest.fixture
+def data_locations(tmp_path, monkeypatch) -> SimpleNamespace:
+    """Point every place the dataset loader searches into ``tmp_path``.
+
+    Unsets MNIST_BENCH_DATA and redirects HOME, XDG_CACHE_HOME and the Debian
+    Fashion-MNIST folder, so a real cache on this machine can't leak into a test.
+    Returns the paths (``env``, ``home``, ``xdg``, ``debian``); none exist yet.
+    """
+    from common import datasets
+
+    locations = SimpleNamespace(
+        env=tmp_path / "env",
+        home=tmp_path / "home",
+        xdg=tmp_path / "xdg",
+        debian=tmp_path / "debian" / "fashion-mnist",
+    )
+    monkeypatch.delenv(datasets.ENV_VAR, raising=False)
+    monkeypatch.setenv("HOME", str(locations.home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(locations.xdg))
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", locations.debian)
+    return locations
