@@ -62,6 +62,10 @@ class JaxBackend(Backend):
     def _build(self) -> None:
         r = self.recipe
         self._device = _jax_device(self.device)
+        if self._device.platform != "cpu":
+            # Fair numerics: JAX's default float32 matmul/conv precision on GPUs and TPUs
+            # uses TF32/bf16 passes; the parity tests caught it (docs/framework-bugs.md).
+            jax.config.update("jax_default_matmul_precision", "highest")
         self.model = CNN(r.conv1_filters, r.conv2_filters, r.hidden, r.dropout1, r.dropout2)
         self.tx = optax.sgd(r.learning_rate, momentum=r.momentum)
         init_key, self._dropout_key = jax.random.split(jax.random.PRNGKey(self.seed))

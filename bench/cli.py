@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--out", type=Path, help=f"run directory (default: {DEFAULT_RESULTS}/<UTC time>)")
     where.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="complete RUN_DIR: re-run only runs whose record is missing or not ok")
+    run.add_argument("--allow-known-broken", action="store_true",
+                     help="run modes known to compute wrong results here (see docs/framework-bugs.md)")
     run.add_argument("--report", action="store_true", help="write report.md and report.html into the run directory")
     run.add_argument("--quiet", action="store_true", help="no progress and no summary; exit code only")
 
@@ -105,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     csv.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     csv.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
+    par = sub.add_parser("parity", help="numerical parity probes between backends and modes; writes parity.json")
+    par.add_argument("--backends", default="torch,tensorflow,jax", help="comma-separated backends")
+    par.add_argument("--modes", default="all", help="'default', 'all' or comma-separated mode names")
+    par.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
+    par.add_argument("--data-dir", help="dataset root holding mnist/ (else $MNIST_BENCH_DATA or the cache)")
+    par.add_argument("--threads", type=_positive_int, default=len(os.sched_getaffinity(0)))
+    par.add_argument("--out", type=Path, required=True, help="directory for parity.json (e.g. a run directory)")
+
     sub.add_parser("backends", help="list backends, whether they are installed, and their modes")
     return parser
 
@@ -112,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 def build_recipe(args) -> recipes.Recipe:
     recipe = recipes.preset(args.preset)
     if args.recipe:
-        recipe = recipes.load_toml(args.recipe, recipe)
+        try:
+            recipe = recipes.load_toml(args.recipe, recipe)
+        except UnicodeDecodeError as exc:  # load_toml catches OSError only
+            raise UsageError(f"recipe file {str(args.recipe)!r} is not UTF-8 text: {exc}") from None
     changes = dict(recipes.parse_override(text) for text in args.overrides)
     if args.epochs:
         changes["epochs"] = args.epochs
@@ -142,6 +155,13 @@ def plan(args) -> list:
         for m in wanted:
             if not any(m in modes for modes in chosen.values()):
                 raise UsageError(f"mode {m!r} is not offered by any of {', '.join(backends)}")
+    if not args.allow_known_broken:
+        for b in backends:
+            for m in chosen[b]:
+                why = registry.KNOWN_BROKEN.get((b, m, args.device))
+                if why:
+                    raise UsageError(f"{b}/{m} on {args.device} is known to be wrong: {why}. "
+                                     "Leave it out, or pass --allow-known-broken to measure it anyway")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     return [RunSpec(b, m, args.device, s) for s in seeds for b in backends for m in chosen[b]]
 
@@ -185,10 +205,13 @@ def cmd_run(args) -> int:
     else:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         run_dir = args.out or DEFAULT_RESULTS / stamp
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UsageError(f"--out {run_dir}: exists and is not a directory; choose a run directory")
     config = harness.SweepConfig(
         specs=tuple(specs), recipe=recipe, run_dir=run_dir, threads=args.threads, timeout_s=args.timeout,
         command=shlex.join(["mnist-bench", *sys.argv[1:]]), data_dir=args.data_dir,
         chunk_steps=args.chunk_steps, target_accuracy=args.target_accuracy, resume=bool(args.resume),
+        allow_known_broken=args.allow_known_broken,
     )
     if not args.quiet:
         print(f"run directory: {run_dir}  ({len(specs)} runs, {args.threads} threads each)")
@@ -233,8 +256,25 @@ def cmd_compare(args) -> int:
 def cmd_export_csv(args) -> int:
     from bench import export
 
-    print(export.write_csv(args.run_dirs, args.out))
+    print(export.write_csv(args.run_dirs, args.out, warn=lambda message: print(f"warning: {message}", file=sys.stderr)))
     return EXIT_OK
+
+
+def cmd_parity(args) -> int:
+    from bench import parity
+    from common.records import write_atomic
+
+    args.seeds, args.first_seed, args.allow_known_broken = 1, 0, True
+    configs = list(dict.fromkeys(parity.Config(s.backend, s.mode) for s in plan(args)))
+    results = parity.run_probes(configs, args.data_dir, args.out / "parity-work", args.threads, args.device)
+    checks = parity.compare(results)
+    write_atomic(args.out / "parity.json", {"kind": "parity", "device": args.device, "checks": checks,
+                                            "tolerances": {k: vars(t) for k, t in parity.TOLERANCES.items()}})
+    failed = [c for c in checks if not c["passed"]]
+    for c in failed:
+        print(f"FAIL {c['check']} {c['a']} vs {c['b']}: {c['max_abs_diff']:.3e} > {c['tolerance']:.1e}")
+    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed; written to {args.out / 'parity.json'}")
+    return EXIT_RUN_FAILED if failed else EXIT_OK
 
 
 def cmd_backends(args) -> int:
@@ -245,7 +285,7 @@ def cmd_backends(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "export-csv": cmd_export_csv,
-            "backends": cmd_backends}
+            "parity": cmd_parity, "backends": cmd_backends}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,7 @@ class SweepConfig:
     chunk_steps: int = 20
     target_accuracy: float = 0.99
     resume: bool = False
+    allow_known_broken: bool = False
 
 
 class Display(Protocol):
@@ -162,11 +163,17 @@ def _describe_exit(code: int) -> str:
 
 
 def _pump(proc: subprocess.Popen, log, spec: RunSpec, display: Display) -> None:
-    """Forward progress lines to the display and everything else to the log."""
+    """Forward progress lines to the display and everything else to the log.
+
+    It must keep reading to the end: if it stopped, the worker would block on a full pipe.
+    """
     for line in proc.stdout:
         if line.startswith(PROGRESS_PREFIX):
-            with contextlib.suppress(json.JSONDecodeError):
+            try:
                 display.update(spec, json.loads(line[len(PROGRESS_PREFIX):]))
+            except Exception as exc:  # noqa: BLE001 -- a bad line must not stop the pump
+                log.write(f"mnist-bench harness: unusable progress line ({type(exc).__name__}: {exc}): {line}")
+                log.flush()
         else:
             log.write(line)
             log.flush()
@@ -186,6 +193,7 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
         "data_dir": config.data_dir,
         "chunk_steps": config.chunk_steps,
         "target_accuracy": config.target_accuracy,
+        "allow_known_broken": config.allow_known_broken,
         "record_path": str(path),
         "command": config.command,
         "mnist_bench": info,
@@ -198,6 +206,7 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.worker", str(request_path)],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
+            encoding="utf-8", errors="replace",  # native code may print anything; the pump must not die on it
             start_new_session=True,  # its own process group: a kill reaches its children too
         )
         pump = threading.Thread(target=_pump, args=(proc, log, spec, display), daemon=True)
@@ -218,14 +227,19 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
             raise
         pump.join(timeout=5)
     if status is None:
-        written = None
-        with contextlib.suppress(records.RecordError):
-            written = records.read(path) if path.exists() else None
+        written, invalid = None, None
+        if path.exists():
+            try:
+                written = records.read(path)
+            except records.RecordError as exc:
+                invalid = str(exc)
         if written is not None:
             display.finish(spec, written)
             return written
-        status, error = "failed", {"type": "WorkerDied", "message": _describe_exit(proc.returncode),
-                                   "exit_code": proc.returncode}
+        message = _describe_exit(proc.returncode) if invalid is None else (
+            f"worker exited with code {proc.returncode} and left an invalid record: {invalid}")
+        status, error = "failed", {"type": "WorkerDied" if invalid is None else "InvalidRecord",
+                                   "message": message, "exit_code": proc.returncode}
     error["tail"] = _tail(log_path)
     record = harness_record(spec, config, status, error, started_at, info, machine_info)
     records.write_atomic(path, record)

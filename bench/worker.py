@@ -117,12 +117,17 @@ def run(request: dict) -> int:
 
     try:
         from common import datasets, pipeline, recipe as recipes
-        from common.registry import load_backend
+        from common.registry import KNOWN_BROKEN, load_backend
 
         recipe = recipes.from_mapping(request["recipe"])
         backend_cls = load_backend(request["backend"])
         device = resolve_device(backend_cls, recipe, request)
         record["device"] = device
+        known = KNOWN_BROKEN.get((request["backend"], request["mode"], device))
+        if known:
+            if not request.get("allow_known_broken"):
+                return finish("failed", EXIT_FAILED, {"type": "KnownBroken", "message": known})
+            record["known_broken"] = known
         record["numerics"] = numerics(device)
         t0 = time.perf_counter()
         backend = backend_cls(recipe, device=device, mode=request["mode"], seed=request["seed"],

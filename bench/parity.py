@@ -1,0 +1,229 @@
+"""Numerical parity: the same weights and batches must give the same numbers in every backend.
+
+Each backend and mode is probed in its own process (``python -m bench.parity``),
+from one shared set of inputs, and the results are compared here, pairwise:
+
+* ``forward_logits``: logits for 256 test images from the canonical initial weights.
+* ``loss`` and ``gradients``: one training batch, dropout off, no update.
+* ``trajectory_loss``: the loss at **every** one of 60 SGD steps, dropout off.
+* ``trajectory_weights``: the weights after those 60 steps.
+* ``roundtrip_accuracy``: each backend's trained weights loaded into every other
+  backend give the same test accuracy on the 10,000 test images.
+* ``export_identity``: load then export returns the weights bit for bit.
+
+Tolerances were measured on this project's CPU machines (2 cores, float32) and
+are set a few times above the largest difference seen; the numbers and the
+reasons stand next to each tolerance in :data:`TOLERANCES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TRAJECTORY_STEPS = 60
+FORWARD_IMAGES = 256
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    value: float
+    measured: float
+    why: str
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    # Pure float32 forward pass, same weights: only summation order differs.
+    "forward_logits": Tolerance(1e-5, 1.0e-7, "max |logit difference|; float32 summation order only"),
+    "loss": Tolerance(1e-5, 0.0, "|loss difference| on one batch"),
+    # Per tensor, relative to that tensor's largest gradient entry.
+    "gradients": Tolerance(1e-4, 4.6e-6, "max |grad difference| / max |grad|, per tensor; float32 reductions"),
+    # From step ~35 all three float32 runs, and PyTorch in float64, jump apart by
+    # ~3e-5 at once: a max-pool/ReLU decision flips on a near-tie. It is not one
+    # framework being wrong (each float32 run is as far from the float64 run as
+    # from the others), so the bound covers the flip, not a drift.
+    "trajectory_loss": Tolerance(5e-4, 1.6e-4, "max |loss difference| over all 60 steps"),
+    "trajectory_weights": Tolerance(1e-3, 1.4e-4, "max |weight difference| after 60 steps"),
+    # Trained weights moved between backends: argmax may flip on a borderline image.
+    "roundtrip_accuracy": Tolerance(3e-4, 0.0, "|test accuracy difference| (3 of 10,000 images)"),
+    "export_identity": Tolerance(0.0, 0.0, "load then export is exact: layouts are permutations"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    backend: str
+    mode: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}-{self.mode}"
+
+
+def parity_recipe():
+    from common.recipe import Recipe
+
+    return Recipe(dropout1=0.0, dropout2=0.0)
+
+
+def make_inputs(data_dir: str | None, path: Path, seed: int = 0) -> Path:
+    """The shared inputs every probe reads: weights, batches and the test set."""
+    from common import datasets, pipeline, weights
+
+    recipe = parity_recipe()
+    arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe)
+    batches = pipeline.train_batches(arrays, recipe, seed, epoch=0)
+    xs, ys = zip(*(next(batches) for _ in range(TRAJECTORY_STEPS)))
+    init = {f"w/{k}": v for k, v in weights.init(recipe, seed).items()}
+    np.savez(path, forward_x=arrays.test_x[:FORWARD_IMAGES], traj_x=np.stack(xs), traj_y=np.stack(ys),
+             test_x=arrays.test_x, test_y=arrays.test_y, **init)
+    return path
+
+
+def _weights(npz, prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: npz[k] for k in npz.files if k.startswith(prefix)}
+
+
+def probe(config: Config, inputs: Path, out: Path, device: str = "cpu") -> None:
+    """Phase 1, inside the backend's process: forward, gradients, trajectory."""
+    from common.registry import load_backend
+
+    data = np.load(inputs, allow_pickle=False)
+    init = _weights(data, "w/")
+    backend = load_backend(config.backend)(parity_recipe(), device=device, mode=config.mode, seed=0)
+    backend.load_weights(init)
+    exported = backend.export_weights()
+    identity = max(float(np.max(np.abs(exported[k] - init[k]))) for k in init)
+    logits = backend.logits(data["forward_x"])
+    loss, grads = backend.loss_and_grads(data["traj_x"][0], data["traj_y"][0])
+    losses = backend.train_chunk(data["traj_x"], data["traj_y"])
+    final = backend.export_weights()
+    predictions = backend.predict(data["test_x"])
+    np.savez(out, logits=logits, loss=np.float64(loss), losses=losses, predictions=predictions,
+             export_identity=np.float64(identity),
+             **{f"g/{k}": v for k, v in grads.items()}, **{f"final/{k}": v for k, v in final.items()})
+
+
+def evaluate_weights(config: Config, inputs: Path, weight_files: list[Path], out: Path, device: str = "cpu") -> None:
+    """Phase 2: load other backends' trained weights, predict the test set."""
+    from common.registry import load_backend
+
+    data = np.load(inputs, allow_pickle=False)
+    backend = load_backend(config.backend)(parity_recipe(), device=device, mode=config.mode, seed=0)
+    results = {}
+    for path in weight_files:
+        backend.load_weights(_weights(np.load(path, allow_pickle=False), "final/"))
+        results[path.name.removesuffix(".npz")] = backend.predict(data["test_x"])
+    np.savez(out, **results)
+
+
+def _run_in_process(args: list[str], threads: int, device: str) -> None:
+    from bench.harness import REPO_ROOT
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "bench.parity", *args, "--threads", str(threads), "--device", device],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"parity probe {' '.join(args[:2])} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+
+
+def run_probes(configs: list[Config], data_dir: str | None, work: Path, threads: int = 2,
+               device: str = "cpu") -> dict[str, dict]:
+    """Run both phases, one process per backend; return each config's arrays by label.
+
+    Phase 1 probes every config. Phase 2 (weights moved between backends) uses
+    each backend's default mode: modes share the model, only execution differs.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    inputs = make_inputs(data_dir, work / "inputs.npz")
+    by_backend: dict[str, list[Config]] = {}
+    for c in configs:
+        by_backend.setdefault(c.backend, []).append(c)
+    for backend, group in by_backend.items():
+        _run_in_process(["probe", backend, ",".join(c.mode for c in group), str(inputs), str(work)], threads, device)
+    from common.registry import DEFAULT_MODE
+
+    movers = [next((c for c in group if c.mode == DEFAULT_MODE[b]), group[0]) for b, group in by_backend.items()]
+    files = [str(work / f"{c.label}.npz") for c in movers]
+    for c in movers:
+        _run_in_process(["evaluate", c.backend, c.mode, str(inputs), str(work), *files], threads, device)
+    out = {}
+    for c in configs:
+        with np.load(work / f"{c.label}.npz") as a:
+            out[c.label] = {k: a[k] for k in a.files}
+        if c in movers:
+            with np.load(work / f"{c.label}.eval.npz") as b:
+                out[c.label].update({f"eval/{k}": b[k] for k in b.files})
+    out["_inputs"] = dict(np.load(inputs))
+    return out
+
+
+def _max_rel_grad(a: dict, b: dict) -> float:
+    names = [k for k in a if k.startswith("g/")]
+    return max(float(np.max(np.abs(a[n] - b[n])) / max(float(np.max(np.abs(a[n]))), 1e-30)) for n in names)
+
+
+def _max_abs(a: dict, b: dict, prefix: str) -> float:
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a if k.startswith(prefix))
+
+
+def compare(results: dict[str, dict]) -> list[dict]:
+    """Every check for every pair of configs, with its measured difference and tolerance."""
+    test_y = results["_inputs"]["test_y"]
+    labels = [k for k in results if not k.startswith("_")]
+    checks = []
+
+    def add(a: str, b: str, name: str, diff: float) -> None:
+        tol = TOLERANCES[name].value
+        checks.append({"a": a, "b": b, "check": name, "max_abs_diff": diff, "tolerance": tol, "passed": diff <= tol})
+
+    for label in labels:
+        add(label, label, "export_identity", float(results[label]["export_identity"]))
+    for a, b in itertools.combinations(labels, 2):
+        ra, rb = results[a], results[b]
+        add(a, b, "forward_logits", float(np.max(np.abs(ra["logits"] - rb["logits"]))))
+        add(a, b, "loss", abs(float(ra["loss"]) - float(rb["loss"])))
+        add(a, b, "gradients", _max_rel_grad(ra, rb))
+        add(a, b, "trajectory_loss", float(np.max(np.abs(ra["losses"] - rb["losses"]))))
+        add(a, b, "trajectory_weights", _max_abs(ra, rb, "final/"))
+    movers = [k for k in labels if any(key.startswith("eval/") for key in results[k])]
+    for exporter, loader in itertools.permutations(movers, 2):
+        own = float(np.mean(results[exporter]["predictions"] == test_y))
+        moved = float(np.mean(results[loader][f"eval/{exporter}"] == test_y))
+        add(exporter, loader, "roundtrip_accuracy", abs(own - moved))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.parity")
+    parser.add_argument("phase", choices=("probe", "evaluate"))
+    parser.add_argument("backend")
+    parser.add_argument("modes", help="comma-separated (probe) or one mode (evaluate)")
+    parser.add_argument("inputs", type=Path)
+    parser.add_argument("work", type=Path, help="folder for the outputs")
+    parser.add_argument("weights", nargs="*", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
+    args = parser.parse_args(argv)
+    from bench.worker import configure_process
+
+    configure_process(args.threads, args.device)
+    if args.phase == "probe":
+        for mode in args.modes.split(","):
+            config = Config(args.backend, mode)
+            probe(config, args.inputs, args.work / f"{config.label}.npz", args.device)
+    else:
+        config = Config(args.backend, args.modes)
+        evaluate_weights(config, args.inputs, args.weights, args.work / f"{config.label}.eval.npz", args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
