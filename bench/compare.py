@@ -1,0 +1,257 @@
+"""Compare a new result set against a base one and flag regressions, for CI.
+
+Runs are matched by (backend, mode, device, seed) where the two sides share
+seeds for that group; otherwise the group's medians are compared. A match
+regresses when new/base training samples/s falls below ``1 - threshold``, when
+test accuracy drops by more than ``accuracy_threshold`` (absolute), or when a
+run that finished in the base did not finish in the new set.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from common.records import read_dirs
+
+# Comparisons at exactly the threshold must not flip on float rounding.
+_SLACK = 1e-12
+
+GroupKey = tuple[str, str, str]  # (backend, mode, device)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a match: the runs' statuses and their median numbers."""
+
+    statuses: tuple[str, ...]
+    samples_per_s: float | None
+    accuracy: float | None
+
+    @property
+    def finished(self) -> bool:
+        return "ok" in self.statuses
+
+
+@dataclass(frozen=True)
+class Match:
+    """A base/new pair: one seed of a group, or (``seed`` None) the whole group's medians."""
+
+    group: GroupKey
+    seed: int | None
+    base: Side
+    new: Side
+    problems: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        where = "/".join(self.group)
+        return f"{where} seed {self.seed}" if self.seed is not None else f"{where} (group median)"
+
+    @property
+    def ratio(self) -> float | None:
+        """New over base training samples/s; None when either side did not measure it."""
+        if self.base.samples_per_s and self.new.samples_per_s is not None:
+            return self.new.samples_per_s / self.base.samples_per_s
+        return None
+
+    @property
+    def accuracy_difference(self) -> float | None:
+        """New minus base final test accuracy (a fraction)."""
+        if self.base.accuracy is None or self.new.accuracy is None:
+            return None
+        return self.new.accuracy - self.base.accuracy
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.problems)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of :func:`compare`: matches, what could not be matched, and the verdict."""
+
+    matches: list[Match]
+    unmatched_base: list[str]
+    unmatched_new: list[str]
+    threshold: float
+    accuracy_threshold: float
+    base_runs: int = 0
+    new_runs: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        return any(match.regressed for match in self.matches)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when anything regressed, else 0."""
+        return 1 if self.regressed else 0
+
+    @property
+    def reasons(self) -> list[str]:
+        """One line per regression, naming the backend/mode/device (and seed)."""
+        return [f"{match.label}: {problem}" for match in self.matches for problem in match.problems]
+
+    def render(self) -> str:
+        """A plain-text table of every match, then regressions, unmatched runs and the verdict."""
+        headers = ("match", "base samples/s", "new samples/s", "ratio", "base acc", "new acc", "Δacc", "verdict")
+        table = [headers] + [
+            (
+                match.label,
+                _rate(match.base.samples_per_s) if match.base.finished else _status(match.base),
+                _rate(match.new.samples_per_s) if match.new.finished else _status(match.new),
+                f"{match.ratio:.3f}x" if match.ratio is not None else "-",
+                _percent(match.base.accuracy),
+                _percent(match.new.accuracy),
+                f"{match.accuracy_difference * 100:+.2f} pp" if match.accuracy_difference is not None else "-",
+                "REGRESSED" if match.regressed else "ok",
+            )
+            for match in self.matches
+        ]
+        widths = [max(len(row[column]) for row in table) for column in range(len(headers))]
+        lines = [
+            f"compare: base {self.base_runs} runs, new {self.new_runs} runs; regression = samples/s below "
+            f"{1 - self.threshold:.2f}x base or test accuracy down more than {self.accuracy_threshold * 100:.2f} pp",
+        ]
+        lines += [
+            "  ".join(cell.ljust(width) if column == 0 else cell.rjust(width) 
+                      for column, (cell, width) in enumerate(zip(row, widths)))
+            for row in table
+        ]
+        lines += self.notes
+        if self.reasons:
+            lines += ["", "regressions:"] + [f"  - {reason}" for reason in self.reasons]
+        for side, unmatched in (("base", self.unmatched_base), ("new", self.unmatched_new)):
+            if unmatched:
+                lines += ["", f"only in {side} (not compared):"] + [f"  - {item}" for item in unmatched]
+        flagged = sum(match.regressed for match in self.matches)
+        if self.regressed:
+            verdict = f"REGRESSED: {flagged} of {len(self.matches)} matches"
+        else:
+            verdict = f"OK: {len(self.matches)} matches, no regression"
+        return "\n".join(lines + ["", verdict])
+
+
+def _rate(value: float | None) -> str:
+    return f"{value:,.0f}" if value is not None else "-"
+
+
+def _percent(value: float | None) -> str:
+    return f"{value * 100:.2f}%" if value is not None else "-"
+
+
+def _status(side: Side) -> str:
+    return "/".join(sorted(set(side.statuses))) or "-"
+
+
+def _side(runs: list[dict]) -> Side:
+    finished = [run for run in runs if run["status"] == "ok"]
+    rates = [run["timing"].get("steady_samples_per_s") for run in finished]
+    accuracies = [((run.get("final") or {}).get("test") or {}).get("accuracy") for run in finished]
+    rates = [value for value in rates if value is not None]
+    accuracies = [value for value in accuracies if value is not None]
+    return Side(
+        tuple(run["status"] for run in runs),
+        statistics.median(rates) if rates else None,
+        statistics.median(accuracies) if accuracies else None,
+    )
+
+
+def _problems(base: Side, new: Side, threshold: float, accuracy_threshold: float) -> tuple[str, ...]:
+    if not base.finished:
+        return ()  # nothing to regress from
+    if not new.finished:
+        return (f"base finished ok but new run(s) ended {_status(new)}",)
+    problems = []
+    if base.samples_per_s and new.samples_per_s is not None:
+        ratio = new.samples_per_s / base.samples_per_s
+        if ratio < 1 - threshold - _SLACK:
+            problems.append(
+                f"training samples/s {new.samples_per_s:,.0f} vs base {base.samples_per_s:,.0f} "
+                f"= {ratio:.3f}x, below {1 - threshold:.2f}x"
+            )
+    if base.accuracy is not None and new.accuracy is not None:
+        drop = base.accuracy - new.accuracy
+        if drop > accuracy_threshold + _SLACK:
+            problems.append(
+                f"test accuracy {new.accuracy * 100:.2f}% vs base {base.accuracy * 100:.2f}% "
+                f"fell {drop * 100:.2f} pp, more than {accuracy_threshold * 100:.2f} pp"
+            )
+    return tuple(problems)
+
+
+def _by_group(records: Iterable[dict]) -> dict[GroupKey, list[dict]]:
+    groups: dict[GroupKey, list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["backend"], record["mode"], record["device"]), []).append(record)
+    return groups
+
+
+def compare_records(
+    base: list[dict], new: list[dict], *, threshold: float = 0.10, accuracy_threshold: float = 0.005
+) -> Comparison:
+    """:func:`compare` on records already loaded."""
+    base_groups, new_groups = _by_group(base), _by_group(new)
+    matches: list[Match] = []
+    unmatched_base: list[str] = []
+    unmatched_new: list[str] = []
+
+    def add(group: GroupKey, seed: int | None, base_runs: list[dict], new_runs: list[dict]) -> None:
+        base_side, new_side = _side(base_runs), _side(new_runs)
+        matches.append(Match(group, seed, base_side, new_side, _problems(base_side, new_side, threshold, accuracy_threshold)))
+
+    for group in sorted(base_groups.keys() | new_groups.keys()):
+        name = "/".join(group)
+        if group not in new_groups:
+            unmatched_base.append(f"{name} ({len(base_groups[group])} runs)")
+            continue
+        if group not in base_groups:
+            unmatched_new.append(f"{name} ({len(new_groups[group])} runs)")
+            continue
+        base_seeds = {run["seed"] for run in base_groups[group]}
+        new_seeds = {run["seed"] for run in new_groups[group]}
+        if not base_seeds & new_seeds:
+            add(group, None, base_groups[group], new_groups[group])
+            continue
+        for seed in sorted(base_seeds | new_seeds):
+            if seed not in new_seeds:
+                unmatched_base.append(f"{name} seed {seed}")
+            elif seed not in base_seeds:
+                unmatched_new.append(f"{name} seed {seed}")
+            else:
+                add(
+                    group,
+                    seed,
+                    [run for run in base_groups[group] if run["seed"] == seed],
+                    [run for run in new_groups[group] if run["seed"] == seed],
+                )
+    notes = []
+    if any(match.seed is None for match in matches):
+        notes.append("(group median: the two sides share no seed for that group, so their medians were compared)")
+    return Comparison(matches, unmatched_base, unmatched_new, threshold, accuracy_threshold, len(base), len(new), notes)
+
+
+def compare(
+    base_dirs: Iterable[str | Path],
+    new_dirs: Iterable[str | Path],
+    *,
+    threshold: float = 0.10,
+    accuracy_threshold: float = 0.005,
+    strict: bool = True,
+    warn: Callable[[str], None] | None = print,
+) -> Comparison:
+    """Compare the runs under ``new_dirs`` against those under ``base_dirs``.
+
+    ``threshold`` is the tolerated fractional slowdown in training samples/s
+    (0.10: new may be down to 0.90x base); ``accuracy_threshold`` the tolerated
+    absolute drop in final test accuracy (0.005: half a percentage point).
+    A bad record file raises with ``strict`` (the default, since a silently
+    skipped run could hide a regression), else it is skipped via ``warn``.
+    """
+    base = read_dirs(base_dirs, strict=strict, warn=warn)
+    new = read_dirs(new_dirs, strict=strict, warn=warn)
+    return compare_records(base, new, threshold=threshold, accuracy_threshold=accuracy_threshold)

@@ -1,0 +1,81 @@
+"""compare: matching, the regression rules and the exit code."""
+
+import pytest
+
+from bench.compare import compare
+from record_factory import make_record, write_run_dir
+
+RATES = {"torch": 1500.0, "tensorflow": 900.0, "jax": 2000.0}
+
+
+def sweep(rates=RATES, accuracy=None, seeds=range(3)) -> list[dict]:
+    """Records for every backend in ``rates`` and every seed; ``accuracy`` maps backend -> accuracy."""
+    accuracy = accuracy or {}
+    return [
+        make_record(backend=backend, seed=seed, samples_per_s=rate, accuracy=accuracy.get(backend, 0.98))
+        for backend, rate in rates.items()
+        for seed in seeds
+    ]
+
+
+def test_same_numbers_pass(tmp_path):
+    base = write_run_dir(tmp_path, sweep(), "base")
+    new = write_run_dir(tmp_path, sweep(), "new")
+    result = compare([base], [new])
+    assert not result.regressed and result.exit_code == 0
+    assert len(result.matches) == 9 and all(match.seed is not None for match in result.matches)
+    assert all(match.ratio == pytest.approx(1.0) for match in result.matches)
+    assert "OK: 9 matches, no regression" in result.render()
+
+
+def test_slower_backend_regresses(tmp_path):
+    base = write_run_dir(tmp_path, sweep(), "base")
+    new = write_run_dir(tmp_path, sweep({**RATES, "jax": RATES["jax"] * 0.8}), "new")
+    result = compare([base], [new])
+    assert result.regressed and result.exit_code == 1
+    assert result.reasons and all(reason.startswith("jax/eager/cpu seed") for reason in result.reasons)
+    assert len(result.reasons) == 3 and "0.800x" in result.reasons[0]
+    text = result.render()
+    assert "REGRESSED: 3 of 9 matches" in text and "jax/eager/cpu seed 0: training samples/s" in text
+
+
+def test_within_threshold_is_not_a_regression(tmp_path):
+    base = write_run_dir(tmp_path, sweep(), "base")
+    new = write_run_dir(tmp_path, sweep({backend: rate * 0.95 for backend, rate in RATES.items()}), "new")
+    assert compare([base], [new]).exit_code == 0
+    assert compare([base], [new], threshold=0.04).exit_code == 1
+
+
+def test_accuracy_drop_flagged(tmp_path):
+    base = write_run_dir(tmp_path, sweep(), "base")
+    new = write_run_dir(tmp_path, sweep(accuracy={"torch": 0.97}), "new")
+    result = compare([base], [new])
+    assert result.exit_code == 1
+    assert all(reason.startswith("torch/eager/cpu") and "test accuracy" in reason for reason in result.reasons)
+    assert "fell 1.00 pp" in result.reasons[0]
+    # A drop within the threshold is tolerated.
+    assert compare([base], [new], accuracy_threshold=0.02).exit_code == 0
+
+
+def test_group_medians_when_seeds_differ(tmp_path):
+    base = write_run_dir(tmp_path, sweep(seeds=range(3)), "base")
+    new = write_run_dir(tmp_path, sweep({**RATES, "torch": 1000.0}, seeds=range(10, 13)), "new")
+    result = compare([base], [new])
+    assert len(result.matches) == 3 and all(match.seed is None for match in result.matches)
+    assert [reason.split(":")[0] for reason in result.reasons] == ["torch/eager/cpu (group median)"]
+    assert "group median" in result.render()
+
+
+def test_failed_new_run_and_unmatched_runs(tmp_path):
+    base = write_run_dir(tmp_path, sweep() + [make_record(backend="torch", mode="compiled")], "base")
+    new_records = [record for record in sweep() if not (record["backend"] == "jax" and record["seed"] == 2)]
+    new_records[0] = make_record(backend="torch", seed=0, status="failed")
+    new_records.append(make_record(backend="torch", seed=7))
+    new = write_run_dir(tmp_path, new_records, "new")
+    result = compare([base], [new])
+    assert result.exit_code == 1
+    assert result.reasons == ["torch/eager/cpu seed 0: base finished ok but new run(s) ended failed"]
+    assert result.unmatched_base == ["jax/eager/cpu seed 2", "torch/compiled/cpu (1 runs)"]
+    assert result.unmatched_new == ["torch/eager/cpu seed 7"]
+    text = result.render()
+    assert "only in base (not compared):" in text and "only in new (not compared):" in text

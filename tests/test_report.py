@@ -1,0 +1,178 @@
+"""The report: contents, self-containment, escaping, strictness and the Welch interval."""
+
+import math
+import re
+
+import pytest
+
+from bench import report
+from common.records import RecordError
+from record_factory import make_record, write_run_dir
+
+INJECTED = "<script>alert(1)</script> | boom"
+BACKENDS = {"torch": ("eager", 1500.0), "tensorflow": ("eager", 900.0), "jax": ("compiled", 2000.0)}
+
+
+def sweep() -> list[dict]:
+    """3 backends x 3 seeds, plus one failed run whose error message carries markup."""
+    records = [
+        make_record(backend=backend, mode=mode, seed=seed, samples_per_s=rate * (1 + 0.02 * seed), accuracy=0.98 + 0.001 * seed)
+        for backend, (mode, rate) in BACKENDS.items()
+        for seed in range(3)
+    ]
+    records.append(make_record(backend="torch", mode="compiled", status="failed", error={"message": INJECTED}))
+    return records
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    run_dir = write_run_dir(root, sweep())
+    (run_dir / "parity.json").write_text(
+        '{"kind": "parity", "checks": [{"a": "torch", "b": "jax", "check": "forward_logits",'
+        ' "max_abs_diff": 1e-6, "tolerance": 1e-5, "passed": true}]}'
+    )
+    (run_dir / "manifest.json").write_text('{"command": "mnist-bench run --backends all --seeds 0,1,2", "runs": []}')
+    warnings = []
+    paths = report.write_report([run_dir], root / "out", warn=warnings.append)
+    return paths, warnings
+
+
+def test_files_and_markdown_contents(written):
+    paths, warnings = written
+    assert warnings == []
+    assert paths["markdown"].is_file() and paths["html"].is_file()
+    md = paths["markdown"].read_text(encoding="utf-8")
+    for backend in BACKENDS:
+        assert backend in md
+    # Headline first: the fastest group and the accuracy verdict, before any table.
+    first = md.split("\n## ")[0]
+    assert "jax/compiled is fastest" in first and "1.33x torch/eager" in first
+    assert "accuracy agrees within ±0.50 pp for all 3 pairs" in first
+    # The failed run is listed with its error, and its group keeps a summary row.
+    assert "torch-compiled-cpu-s0" in md and "failed" in md
+    assert "\\<script\\>alert(1)\\</script\\> \\| boom" in md
+    assert "| torch/compiled | 0/1 |" in md
+    assert "mnist-bench run --backends all --seeds 0,1,2" in md
+    assert "forward_logits" in md  # parity.json shown
+    assert "Welch" in md and "statistical statement" in md
+
+
+def test_html_is_self_contained_with_plots(written):
+    paths, _ = written
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "http://" not in page and "https://" not in page
+    references = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]*)""", page, re.IGNORECASE)
+    assert references and all(ref.startswith(("data:", "#")) for ref in references), references
+    assert "<script" not in page.lower().replace("&lt;script", "")
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,', page)
+    assert len(images) >= 4  # throughput, epochs, wall clock, confusion
+    for name in ("throughput", "epochs", "wall_clock", "confusion"):
+        assert paths[f"plot:{name}"].read_bytes().startswith(b"\x89PNG")
+
+
+def test_html_escapes_record_strings(written):
+    paths, _ = written
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; | boom" in page
+    assert "<script>alert(1)" not in page
+
+
+def test_t_quantile_matches_tables():
+    # Two-sided 95% critical values from standard t tables.
+    table = [(1, 12.7062047), (2, 4.3026527), (4, 2.7764451), (10, 2.2281389), (30, 2.0422725), (math.inf, 1.9599640)]
+    for df, expected in table:
+        assert report.t_quantile(0.975, df) == pytest.approx(expected, abs=1e-6)
+    assert report.t_quantile(0.025, 4) == pytest.approx(-2.7764451, abs=1e-6)
+    # Fractional df (Welch's usual case) lies between its integer neighbours.
+    assert 1.8595480 < report.t_quantile(0.95, 7.5) < 1.8945786
+    # Closed forms: df=1 is Cauchy, df=2 has F(t) = 1/2 + t / (2 sqrt(2 + t^2)).
+    for t in (0.3, 1.0, 4.0):
+        assert report.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
+        assert report.t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
+    assert report.t_cdf(report.t_quantile(0.9, 3.3), 3.3) == pytest.approx(0.9, abs=1e-10)
+
+
+def test_welch_interval_hand_computed():
+    # Equal variances (4e-6) and n = 3 per side make the Welch df exactly 4:
+    # se = sqrt(2 * 4e-6 / 3) = 0.00163299, t(0.975, 4) = 2.7764451,
+    # CI = 0.002 ± 0.00453391 = [-0.00253391, 0.00653391].
+    interval = report.welch_interval([0.980, 0.982, 0.984], [0.978, 0.980, 0.982])
+    assert (interval.n_a, interval.n_b) == (3, 3)
+    assert interval.difference == pytest.approx(0.002)
+    assert interval.df == pytest.approx(4.0)
+    assert interval.low == pytest.approx(-0.00253391, abs=1e-7)
+    assert interval.high == pytest.approx(0.00653391, abs=1e-7)
+    assert report.parity_verdict(interval, 0.005) == "inconclusive (CI crosses the margin)"
+    assert report.parity_verdict(interval, 0.007) == "agree"
+    # Unequal n and variances, worked by hand: A = [.97, .98, .99, .98] has s^2 = 2e-4/3, so
+    # s^2/n = 1.6667e-5; B = [.95, .99] has s^2 = 8e-4, s^2/n = 4e-4; se = sqrt(4.16667e-4) = 0.0204124;
+    # df = (4.16667e-4)^2 / ((1.6667e-5)^2 / 3 + (4e-4)^2 / 1) = 1.0844419.
+    unequal = report.welch_interval([0.97, 0.98, 0.99, 0.98], [0.95, 0.99])
+    assert unequal.difference == pytest.approx(0.01)
+    assert unequal.df == pytest.approx(1.0844419, abs=1e-6)
+    half_width = report.t_quantile(0.975, 1.0844419) * 0.0204124
+    assert (unequal.low, unequal.high) == pytest.approx((0.01 - half_width, 0.01 + half_width), abs=1e-5)
+    assert half_width > 0.2  # barely more than one degree of freedom: a very wide interval
+
+
+def test_parity_verdicts():
+    assert report.welch_interval([0.98], [0.98, 0.99]) is None
+    assert report.parity_verdict(None) == "inconclusive (n too small)"
+    far = report.welch_interval([0.99, 0.991, 0.989], [0.95, 0.951, 0.949])
+    assert report.parity_verdict(far) == "differ"
+    same = report.welch_interval([0.98, 0.98], [0.98, 0.98])
+    assert (same.low, same.high) == (0.0, 0.0) and report.parity_verdict(same) == "agree"
+
+
+def test_single_seed_groups_are_inconclusive(tmp_path):
+    run_dir = write_run_dir(tmp_path, [make_record(backend="torch"), make_record(backend="jax", mode="compiled")])
+    md = report.write_report([run_dir], tmp_path / "out", warn=None)["markdown"].read_text(encoding="utf-8")
+    assert "inconclusive (n too small)" in md
+
+
+def test_only_failed_runs_still_report(tmp_path):
+    run_dir = write_run_dir(tmp_path, [make_record(status="timeout"), make_record(seed=1, status="diverged")])
+    paths = report.write_report([run_dir], tmp_path / "out", warn=None)
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "| torch/eager | 0/2 |" in md and "timeout" in md and "diverged" in md
+    assert "No run measured steady-state throughput" in md
+
+
+def test_strict_raises_on_corrupt_record(tmp_path):
+    run_dir = write_run_dir(tmp_path, sweep())
+    (run_dir / "broken.run.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(RecordError, match="broken.run.json"):
+        report.write_report([run_dir], tmp_path / "strict", strict=True)
+
+
+def test_non_strict_warns_and_still_writes(tmp_path):
+    run_dir = write_run_dir(tmp_path, sweep())
+    (run_dir / "broken.run.json").write_text("{not json", encoding="utf-8")
+    warnings = []
+    paths = report.write_report([run_dir], tmp_path / "lenient", warn=warnings.append)
+    assert len(warnings) == 1 and "broken.run.json" in warnings[0]
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "Skipped files" in md and "broken.run.json" in md
+    assert "jax/compiled is fastest" in md
+
+
+def test_accuracy_vs_wall_clock_without_elapsed(tmp_path):
+    record = make_record()
+    for epoch in record["epochs"]:
+        del epoch["elapsed_s"]
+    paths = report.write_report([write_run_dir(tmp_path, [record])], tmp_path / "out", warn=None)
+    assert paths["plot:wall_clock"].is_file()
+
+
+def test_importing_report_is_cheap():
+    import subprocess
+    import sys
+
+    heavy = "{'matplotlib', 'torch', 'tensorflow', 'jax', 'flax', 'keras'}"
+    code = (
+        "import sys, bench.report, bench.compare, bench.export; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
