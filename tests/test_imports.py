@@ -1,0 +1,220 @@
+"""Import hygiene: the shared layer, the harness and the CLI never import a framework.
+
+Each check runs in a fresh interpreter, so what this pytest process has already
+imported cannot hide (or cause) a framework import.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from common import registry
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "jaxlib", "flax", "optax")
+TIMEOUT = 180
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+def _run_python(code: str, *args: str) -> dict:
+    """Run ``code`` in a fresh interpreter; it must print one JSON object as its last line.
+
+    ``code`` may call ``loaded_frameworks()``: the framework modules in ``sys.modules``.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADED_FRAMEWORKS + textwrap.dedent(code), *args],
+        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# Prepended to every probe script.
+LOADED_FRAMEWORKS = f"""
+import sys
+
+
+def loaded_frameworks():
+    return sorted(m for m in sys.modules if m.split(".")[0] in {FRAMEWORKS!r})
+"""
+
+
+def test_shared_layer_and_cli_import_no_framework():
+    result = _run_python(
+        """
+        import importlib, json, pkgutil, sys
+        import common, bench, backends
+        modules = []
+        for pkg in (common, bench):
+            for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+                importlib.import_module(info.name)
+                modules.append(info.name)
+        import bench.cli
+        print(json.dumps({
+            "modules": modules,
+            "frameworks": loaded_frameworks(),
+            "backend_modules": sorted(m for m in sys.modules if m.startswith("backends.")),
+        }))
+        """
+    )
+    # Discovery really walked the packages.
+    for name in ("common.recipe", "common.weights", "common.pipeline", "common.registry",
+                 "common.interface", "bench.cli"):
+        assert name in result["modules"]
+    assert result["frameworks"] == []
+    assert result["backend_modules"] == []
+
+
+def test_cli_backends_lists_the_three_backends():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "backends"],
+        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for name in ("torch", "tensorflow", "jax"):
+        line = next((l for l in lines if l.split() and l.split()[0] == name), None)
+        assert line is not None, f"{name} missing from:\n{proc.stdout}"
+        assert ", ".join(registry.MODES[name]) in line
+
+
+# --- registry -----------------------------------------------------------------------------
+
+
+def test_is_available_does_not_import_frameworks():
+    result = _run_python(
+        """
+        import importlib.util, json, sys
+        from common import registry
+        available = {name: registry.is_available(name) for name in registry.BACKENDS}
+        missing = {name: registry.missing_packages(name) for name in registry.BACKENDS}
+        expected = {name: all(importlib.util.find_spec(p) is not None for p in e.packages)
+                    for name, e in registry.BACKENDS.items()}
+        print(json.dumps({"available": available, "missing": missing, "expected": expected,
+                          "frameworks": loaded_frameworks()}))
+        """
+    )
+    assert result["frameworks"] == []
+    assert result["available"] == result["expected"]
+    for name, ok in result["available"].items():
+        assert ok == (result["missing"][name] == [])
+
+
+def test_is_available_uses_find_spec(monkeypatch):
+    import importlib.util
+
+    asked = []
+    real = importlib.util.find_spec
+
+    def spy(name, *args, **kwargs):
+        asked.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", spy)
+    registry.is_available("jax")
+    assert asked == list(registry.entry("jax").packages)
+
+
+def test_missing_package_reported_with_install_hint(monkeypatch):
+    fake = registry.BackendEntry("torch", "backends.torch_backend", "TorchBackend",
+                                 ("no_such_package_mnist_bench",), "torch")
+    monkeypatch.setitem(registry.BACKENDS, "torch", fake)
+    assert registry.is_available("torch") is False
+    assert registry.missing_packages("torch") == ["no_such_package_mnist_bench"]
+    msg = registry.not_installed_message("torch")
+    assert "no_such_package_mnist_bench" in msg and ".[torch]" in msg
+    with pytest.raises(registry.BackendNotInstalled, match="no_such_package_mnist_bench"):
+        registry.load_backend("torch")
+
+
+def test_unknown_backend_names_the_choices():
+    with pytest.raises(registry.UnknownBackend) as err:
+        registry.entry("nope")
+    msg = str(err.value)
+    assert "'nope'" in msg
+    for name in ("torch", "tensorflow", "jax"):
+        assert name in msg
+    with pytest.raises(registry.UnknownBackend):
+        registry.is_available("nope")
+
+
+def test_registry_tables_are_consistent():
+    assert set(registry.BACKENDS) == set(registry.MODES) == set(registry.DEFAULT_MODE)
+    for name, e in registry.BACKENDS.items():
+        assert e.name == name
+        assert e.module == f"backends.{name}_backend"
+        assert registry.DEFAULT_MODE[name] in registry.MODES[name]
+
+
+# --- backend classes, one interpreter per framework, run concurrently ---------------------
+
+BACKEND_PROBE = """
+import json, sys
+from common import registry
+from common.interface import Backend
+name = sys.argv[1]
+cls = registry.load_backend(name)
+print(json.dumps({
+    "subclass": isinstance(cls, type) and issubclass(cls, Backend),
+    "final": getattr(cls, "__final__", False),
+    "name": cls.name,
+    "modes": list(cls.modes),
+    "module": cls.__module__,
+    "cls": cls.__name__,
+    "abstract": sorted(getattr(cls, "__abstractmethods__", ())),
+    "modules": sorted({m.split(".")[0] for m in sys.modules}),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def backend_probes():
+    """Start one probe interpreter per installed backend at once; results are read lazily."""
+    procs = {}
+    for name in registry.BACKENDS:
+        if registry.is_available(name):
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-c", BACKEND_PROBE, name],
+                cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+    yield procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+@pytest.mark.parametrize("name", list(registry.BACKENDS))
+def test_backend_class(name, backend_probes):
+    if name not in backend_probes:
+        pytest.skip(registry.not_installed_message(name))
+    proc = backend_probes[name]
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 0, err
+    info = json.loads(out.strip().splitlines()[-1])
+    e = registry.entry(name)
+    assert (info["module"], info["cls"]) == (e.module, e.cls)
+    assert info["subclass"] is True
+    assert info["final"] is True
+    assert info["abstract"] == []
+    assert info["name"] == name
+    assert tuple(info["modes"]) == registry.MODES[name]
+    assert registry.DEFAULT_MODE[name] in info["modes"]
+    # The backend really imported its own framework.
+    assert set(e.packages) <= set(info["modules"])
