@@ -84,8 +84,8 @@ def _validate(recipe: Recipe) -> None:
     for name in ("train_limit", "test_limit", "steps_per_epoch"):
         if getattr(recipe, name) < 0:
             raise RecipeError(f"recipe field {name!r} must be >= 0 (0 means no limit), got {getattr(recipe, name)!r}")
-    if not recipe.learning_rate > 0:
-        raise RecipeError(f"recipe field 'learning_rate' must be > 0, got {recipe.learning_rate!r}")
+    if not 0 < recipe.learning_rate < float("inf"):
+        raise RecipeError(f"recipe field 'learning_rate' must be a finite number > 0, got {recipe.learning_rate!r}")
     if not 0 <= recipe.momentum < 1:
         raise RecipeError(f"recipe field 'momentum' must be in [0, 1), got {recipe.momentum!r}")
     for name in ("dropout1", "dropout2"):
@@ -135,6 +135,8 @@ def load_toml(path: str | Path, base: Recipe | None = None) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"cannot read recipe file {str(path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"recipe file {str(path)!r} is not UTF-8 text; write it as UTF-8 TOML") from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

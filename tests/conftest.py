@@ -18,7 +18,9 @@ def shared_data_dir() -> Path:
     env_root = os.environ.get("MNIST_BENCH_DATA")
     root = Path(env_root) if env_root else REPO_ROOT.parent / "shared" / "data"
     if not root.is_dir():
-        pytest.skip(f"shared datasets not found at {root}; set MNIST_BENCH_DATA")
+        # Never a silent skip: the data tests and parity tests are the point of the suite.
+        pytest.fail(f"shared datasets not found at {root}; set MNIST_BENCH_DATA to the folder "
+                    "holding mnist/ and fashion-mnist/ (CI uses ../shared/data)")
     return root
 
 
