@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -213,6 +214,9 @@ def cmd_run(args) -> int:
         chunk_steps=args.chunk_steps, target_accuracy=args.target_accuracy, resume=bool(args.resume),
         allow_known_broken=args.allow_known_broken,
     )
+    # SIGTERM (a scheduler, `kill`) ends the sweep the way Ctrl-C does: the current
+    # worker is stopped and recorded as interrupted, and --resume completes the rest.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if not args.quiet:
         print(f"run directory: {run_dir}  ({len(specs)} runs, {args.threads} threads each)")
     try:
