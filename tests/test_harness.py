@@ -258,10 +258,10 @@ def test_quiet_prints_nothing(tmp_path, shared_data_dir):
 @pytest.mark.timeout(600)
 def test_worker_sigkill_recorded_and_resumed(tmp_path, shared_data_dir, background):
     out = tmp_path / "run"
-    # Long enough (50 steps) that the first run is still training when its first step is reported.
-    options = dict(seeds=2, steps=50, train_limit=3200)
+    # Long enough (~35 s a run at one thread) that the first run is still training when the kill lands.
+    options = dict(seeds=2, steps=200, train_limit=12800)
     harness = background(run_argv(shared_data_dir, "--out", out, "--chunk-steps", "5", **options))
-    harness.wait_for_line(r"^  torch-eager-cpu-s0 epoch 1 step \d+/50", timeout=240)
+    harness.wait_for_line(r"^  torch-eager-cpu-s0 epoch 1 step \d+/200", timeout=240)
     pids = worker_pids(out, "torch-eager-cpu-s0")
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
@@ -275,7 +275,7 @@ def test_worker_sigkill_recorded_and_resumed(tmp_path, shared_data_dir, backgrou
     assert failed["error"]["exit_code"] == -signal.SIGKILL
     assert "epochs" not in failed
     ok = record(out, "torch-eager-cpu-s1")
-    assert ok["status"] == "ok" and ok["epochs"][0]["steps"] == 50
+    assert ok["status"] == "ok" and ok["epochs"][0]["steps"] == options["steps"]
     assert "torch-eager-cpu-s0 done: FAILED: worker killed by SIGKILL" in stdout
     assert "torch-eager-cpu-s0: failed: worker killed by SIGKILL" in stderr
     assert not worker_pids(out, "torch-eager-cpu-s0")
@@ -384,9 +384,10 @@ def test_second_harness_refused_while_locked(tmp_path, shared_data_dir, capsys):
 @pytest.mark.timeout(600)
 def test_sigint_records_interrupted_and_resume_completes(tmp_path, shared_data_dir, background, capsys):
     out = tmp_path / "run"
-    options = dict(seeds=2, steps=50, train_limit=3200)
+    # Long enough (~35 s a run at one thread) that the second run is still going when the signal lands.
+    options = dict(seeds=2, steps=200, train_limit=12800)
     harness = background(run_argv(shared_data_dir, "--out", out, "--chunk-steps", "5", **options))
-    harness.wait_for_line(r"^  torch-eager-cpu-s1 epoch 1 step \d+/50", timeout=300)
+    harness.wait_for_line(r"^  torch-eager-cpu-s1 epoch 1 step \d+/200", timeout=300)
 
     # While it runs, a second harness on the same directory is refused, naming the directory and the holder.
     first_ok = out / f"torch-eager-cpu-s0{records.RECORD_SUFFIX}"
@@ -437,6 +438,12 @@ if "bench.worker" in argv:
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write('{"schema_version": 1, "run_id": "spoilt"}')
         atexit.register(spoil)
+        # The worker leaves through os._exit (no atexit), so spoil on that path too.
+        real_exit = os._exit
+        def spoil_then_exit(code):
+            spoil()
+            real_exit(code)
+        os._exit = spoil_then_exit
 """
 
 
