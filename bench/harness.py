@@ -93,6 +93,12 @@ def locked(run_dir: Path) -> Iterator[None]:
             fh.truncate()
 
 
+def child_env() -> dict[str, str]:
+    """This environment, with the repo importable: how every helper process is started."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def record_path(run_dir: Path, spec: RunSpec) -> Path:
     return run_dir / f"{spec.run_id}{records.RECORD_SUFFIX}"
 
@@ -200,8 +206,7 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
     }
     records.write_atomic(request_path, request)
     started_at = now()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "PYTHONUNBUFFERED": "1"}
+    env = {**child_env(), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.worker", str(request_path)],

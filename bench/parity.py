@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -125,9 +124,9 @@ def evaluate_weights(config: Config, inputs: Path, weight_files: list[Path], out
 
 
 def _run_in_process(args: list[str], threads: int, device: str) -> None:
-    from bench.harness import REPO_ROOT
+    from bench.harness import child_env
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = child_env()
     proc = subprocess.run([sys.executable, "-m", "bench.parity", *args, "--threads", str(threads), "--device", device],
                           env=env, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -19,7 +19,6 @@ Timing rules (the same for every framework):
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -147,6 +146,3 @@ def train(backend: Backend, arrays: pipeline.Arrays, recipe: Recipe, seed: int, 
         "final": {"test": test.to_dict()} if test is not None else None,
     }
 
-
-def finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
