@@ -26,18 +26,53 @@ from common.interface import Backend, DeviceUnavailable
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
 
+class PatchConv(nn.Module):
+    """A 3x3 'VALID' convolution computed as one matrix product over image patches.
+
+    The same parameters as ``nn.Conv`` (an HWIO ``kernel`` and a ``bias``, the same
+    initialisers) and the same mathematics; only the summation order differs. On
+    the CPU, XLA turns the product and its two transposes into plain GEMMs, where
+    its convolution weight-gradient is far slower (bench/README.md).
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        cin = x.shape[-1]
+        kernel = self.param("kernel", nn.linear.default_kernel_init, (3, 3, cin, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        b, h, w, _ = x.shape
+        # Columns in (kh, kw, in) order, matching kernel.reshape(9 * in, out).
+        patches = jnp.concatenate([x[:, i:i + h - 2, j:j + w - 2, :] for i in range(3) for j in range(3)], axis=-1)
+        out = patches.reshape(-1, 9 * cin) @ kernel.reshape(9 * cin, self.features)
+        return out.reshape(b, h - 2, w - 2, self.features) + bias
+
+
+def max_pool_2x2(x):
+    """2x2/2 max-pooling as a reshape and a max: no select-and-scatter in the gradient."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
 class CNN(nn.Module):
     conv1: int
     conv2: int
     hidden: int
     dropout1: float
     dropout2: float
+    matmul_convs: bool = False  # the tuned CPU path; same parameters, same mathematics
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.relu(nn.Conv(self.conv1, (3, 3), padding="VALID", name="conv1")(x))
-        x = nn.relu(nn.Conv(self.conv2, (3, 3), padding="VALID", name="conv2")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        if self.matmul_convs:
+            x = nn.relu(PatchConv(self.conv1, name="conv1")(x))
+            x = nn.relu(PatchConv(self.conv2, name="conv2")(x))
+            x = max_pool_2x2(x)
+        else:
+            x = nn.relu(nn.Conv(self.conv1, (3, 3), padding="VALID", name="conv1")(x))
+            x = nn.relu(nn.Conv(self.conv2, (3, 3), padding="VALID", name="conv2")(x))
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = nn.Dropout(self.dropout1, deterministic=not train)(x)
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(self.hidden, name="dense1")(x))
@@ -57,7 +92,7 @@ def _jax_device(kind: str):
 @final
 class JaxBackend(Backend):
     name = "jax"
-    modes = ("eager", "compiled")
+    modes = ("eager", "compiled", "tuned")
 
     def _build(self) -> None:
         r = self.recipe
@@ -66,7 +101,11 @@ class JaxBackend(Backend):
             # Fair numerics: JAX's default float32 matmul/conv precision on GPUs and TPUs
             # uses TF32/bf16 passes; the parity tests caught it (docs/framework-bugs.md).
             jax.config.update("jax_default_matmul_precision", "highest")
-        self.model = CNN(r.conv1_filters, r.conv2_filters, r.hidden, r.dropout1, r.dropout2)
+        tuned = self.mode == "tuned"
+        # Patch-matmul convolutions pay off on the CPU; on GPUs and TPUs the
+        # framework's convolutions (cuDNN, the TPU compiler) are the fast path.
+        self.model = CNN(r.conv1_filters, r.conv2_filters, r.hidden, r.dropout1, r.dropout2,
+                         matmul_convs=tuned and self._device.platform == "cpu")
         self.tx = optax.sgd(r.learning_rate, momentum=r.momentum)
         init_key, self._dropout_key = jax.random.split(jax.random.PRNGKey(self.seed))
         sample = jnp.zeros((1, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1), jnp.float32)
@@ -74,7 +113,10 @@ class JaxBackend(Backend):
             params = self.model.init(init_key, sample, train=False)["params"]
         self._set_params(params)
         self._step = 0
-        if self.mode == "compiled":
+        if tuned:
+            # A whole chunk of steps is one compiled loop: one dispatch per chunk.
+            self._train_chunk = jax.jit(self._train_chunk_fn, donate_argnums=(0, 1))
+        if self.mode in ("compiled", "tuned"):
             self._train_step = jax.jit(self._train_step_fn, donate_argnums=(0, 1))
             self._grads = jax.jit(self._grads_fn)
             self._predict = jax.jit(self._predict_fn)
@@ -94,6 +136,16 @@ class JaxBackend(Backend):
         loss, grads = jax.value_and_grad(self._loss)(params, x, y, True, rng)
         updates, opt_state = self.tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
+
+    def _train_chunk_fn(self, params, opt_state, xs, ys, first_step):
+        def step(carry, batch):
+            params, opt_state, i = carry
+            rng = jax.random.fold_in(self._dropout_key, i)  # the same key per step as the other modes
+            params, opt_state, loss = self._train_step_fn(params, opt_state, *batch, rng)
+            return (params, opt_state, i + 1), loss
+
+        (params, opt_state, _), losses = jax.lax.scan(step, (params, opt_state, first_step), (xs, ys))
+        return params, opt_state, losses
 
     def _grads_fn(self, params, x, y):
         return jax.value_and_grad(self._loss)(params, x, y, False, None)
@@ -119,6 +171,11 @@ class JaxBackend(Backend):
 
     def train_chunk(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         images, labels = self._put(np.ascontiguousarray(x)[..., None]), self._put(np.asarray(y, np.int32))
+        if self.mode == "tuned":
+            self.params, self.opt_state, losses = self._train_chunk(
+                self.params, self.opt_state, images, labels, jnp.uint32(self._step))
+            self._step += len(x)
+            return np.asarray(losses)
         losses = []
         for i in range(len(x)):
             rng = jax.random.fold_in(self._dropout_key, self._step)

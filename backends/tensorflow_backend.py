@@ -3,7 +3,8 @@
 The step is the one from TensorFlow's "quickstart for experts": a
 ``tf.GradientTape`` over the Keras model, a Keras SGD optimiser applying the
 gradients. Modes: ``compiled`` (the default, ``tf.function``), ``xla``
-(``tf.function(jit_compile=True)``) and ``eager``. Keras is channels-last with
+(``tf.function(jit_compile=True)``), ``eager``, and ``tuned``: the same step run
+for a whole chunk inside one ``tf.function`` loop, one call per chunk. Keras is channels-last with
 (kh, kw, in, out) kernels and (in, out) dense kernels, so it already speaks the
 canonical layout.
 """
@@ -58,7 +59,7 @@ def _tf_device(kind: str) -> str:
 @final
 class TensorFlowBackend(Backend):
     name = "tensorflow"
-    modes = ("eager", "compiled", "xla")
+    modes = ("eager", "compiled", "xla", "tuned")
 
     def _build(self) -> None:
         if self.threads:
@@ -83,8 +84,13 @@ class TensorFlowBackend(Backend):
             "eager": lambda f: f,
             "compiled": tf.function,
             "xla": lambda f: tf.function(f, jit_compile=True),
+            "tuned": tf.function,
         }[self.mode]
         self._train_step = wrap(self._train_step_fn)
+        # Any number of steps per call without retracing.
+        self._train_chunk = tf.function(self._train_chunk_fn, input_signature=[
+            tf.TensorSpec([None, None, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1], tf.float32),
+            tf.TensorSpec([None, None], tf.int32)])
         self._grad_step = wrap(self._grad_fn)
         self._predict = wrap(self._predict_fn)
 
@@ -94,6 +100,13 @@ class TensorFlowBackend(Backend):
         grads = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return loss
+
+    def _train_chunk_fn(self, xs, ys):
+        steps = tf.shape(xs)[0]
+        losses = tf.TensorArray(tf.float32, size=steps)
+        for i in tf.range(steps):  # AutoGraph: a tf.while_loop inside the graph
+            losses = losses.write(i, self._train_step_fn(xs[i], ys[i]))
+        return losses.stack()
 
     def _grad_fn(self, x, y):
         with tf.GradientTape() as tape:
@@ -134,6 +147,8 @@ class TensorFlowBackend(Backend):
     def train_chunk(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         images, labels = self._images(x), self._labels(y)
         with tf.device(self._device):
+            if self.mode == "tuned":
+                return self._train_chunk(images, labels).numpy()
             losses = [self._train_step(images[i], labels[i]) for i in range(len(x))]
             return tf.stack(losses).numpy()
 

@@ -1,7 +1,8 @@
 """PyTorch: an ``nn.Module`` trained with ``torch.optim.SGD``, as in pytorch/examples mnist.
 
-Modes: ``eager`` (the default, plain PyTorch) and ``compiled`` (``torch.compile``
-of the model). PyTorch is channels-first: images are fed as NCHW, kernels are
+Modes: ``eager`` (the default, plain PyTorch), ``compiled`` (``torch.compile``
+of the model) and ``tuned`` (eager PyTorch in the fastest settings found for this
+model: bench/README.md). PyTorch is channels-first: images are fed as NCHW, kernels are
 (out, in, kh, kw), and flattening NCHW gives dense1 features in (c, h, w) order,
 so dense1's rows are permuted to and from the canonical (h, w, c) order.
 """
@@ -56,7 +57,7 @@ def _torch_device(kind: str) -> torch.device:
 @final
 class TorchBackend(Backend):
     name = "torch"
-    modes = ("eager", "compiled")
+    modes = ("eager", "compiled", "tuned")
 
     def _build(self) -> None:
         if self.threads:

@@ -34,10 +34,12 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def configure_process(threads: int, device: str) -> dict:
+def configure_process(threads: int, device: str, extra_env: dict[str, str] | None = None) -> dict:
     """Pin the process to ``threads`` CPUs and tell every framework the same count.
 
-    Must run before any framework is imported: several read these only at start.
+    ``extra_env`` holds a mode's own settings (``registry.MODE_ENV``); flags are
+    appended to what the environment already has. Must run before any framework
+    is imported: several read these only at start.
     """
     cpus = sorted(os.sched_getaffinity(0))[:threads]
     os.sched_setaffinity(0, cpus)
@@ -52,6 +54,8 @@ def configure_process(threads: int, device: str) -> dict:
         "TF_FORCE_GPU_ALLOW_GROWTH": "true",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
+    for key, value in (extra_env or {}).items():
+        env[key] = f"{os.environ[key]} {value}" if key.endswith("_FLAGS") and os.environ.get(key) else value
     os.environ.update(env)
     return {"requested": threads, "affinity": cpus, "env": env}
 
@@ -104,7 +108,10 @@ def resolve_device(backend_cls, recipe, request) -> str:
 
 def run(request: dict) -> int:
     record = base_record(request)
-    record["threads"] = configure_process(request["threads"], request["device"])
+    from common.registry import mode_env
+
+    record["threads"] = configure_process(request["threads"], request["device"],
+                                          mode_env(request["backend"], request["mode"]))
     record_path = Path(request["record_path"])
     from common import records
 

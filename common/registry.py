@@ -25,12 +25,27 @@ BACKENDS: dict[str, BackendEntry] = {
 }
 
 # What each backend can run, kept here so the CLI validates without importing a framework.
+# The default mode is each framework's idiomatic path; ``tuned`` is the fastest way
+# found to train this exact model with that framework (bench/README.md says how).
 MODES: dict[str, tuple[str, ...]] = {
-    "torch": ("eager", "compiled"),
-    "tensorflow": ("eager", "compiled", "xla"),
-    "jax": ("eager", "compiled"),
+    "torch": ("eager", "compiled", "tuned"),
+    "tensorflow": ("eager", "compiled", "xla", "tuned"),
+    "jax": ("eager", "compiled", "tuned"),
 }
 DEFAULT_MODE = {"torch": "eager", "tensorflow": "compiled", "jax": "compiled"}
+
+# Process settings a mode needs before its framework starts (frameworks read them
+# once, at import), so such a mode always gets a process of its own. Flags are
+# appended to whatever the user already set.
+MODE_ENV: dict[tuple[str, str], dict[str, str]] = {
+    # XLA's CPU compiler hands convolutions to YNNPACK by default, whose conv2
+    # weight-gradient runs at a few GFLOP/s; keep YNNPACK for the GEMMs only.
+    ("jax", "tuned"): {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot"},
+}
+
+
+def mode_env(backend: str, mode: str) -> dict[str, str]:
+    return MODE_ENV.get((backend, mode), {})
 DEVICES = ("cpu", "gpu", "tpu", "auto")
 
 # (backend, mode, device) -> why its results are wrong. Found by the parity tests;
