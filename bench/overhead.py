@@ -1,7 +1,7 @@
 """Harness overhead: the harness's training path against a plain loop, side by side.
 
-``python -m bench.overhead --backends torch,tensorflow,jax`` runs one process per
-backend. In it, the backend (default mode, as the harness drives it: chunks of
+``python -m bench.overhead --backends torch,tensorflow,jax --modes default,tuned``
+runs one process per backend and mode. In it, the backend (as the harness drives it: chunks of
 ``chunk_steps`` through ``Backend.train_chunk``) and the framework's plain loop
 (:mod:`bench.plain_loops`) train on the same real batches, in alternating rounds
 after a warm-up, so machine noise hits both alike. Reported: each side's
@@ -27,19 +27,18 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-def measure(backend_name: str, steps: int, rounds: int, chunk_steps: int, data_dir: str | None) -> dict:
+def measure(backend_name: str, mode: str, steps: int, rounds: int, chunk_steps: int, data_dir: str | None) -> dict:
     from bench.plain_loops import LOOPS
     from common import datasets, pipeline
     from common.recipe import Recipe
-    from common.registry import DEFAULT_MODE, load_backend
+    from common.registry import load_backend
 
     recipe = Recipe()
     arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe)
     batches = pipeline.train_batches(arrays, recipe, seed=0, epoch=0)
     xs, ys = map(np.stack, zip(*(next(batches) for _ in range(steps))))
-    mode = DEFAULT_MODE[backend_name]
     backend = load_backend(backend_name)(recipe, device="cpu", mode=mode, seed=0)
-    plain = LOOPS[backend_name](recipe)
+    plain = LOOPS[backend_name, mode](recipe)
 
     def harness_path() -> float:
         # What bench.training times: train_chunk per chunk (stacking happens off the clock).
@@ -66,6 +65,7 @@ def measure(backend_name: str, steps: int, rounds: int, chunk_steps: int, data_d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="torch,tensorflow,jax")
+    parser.add_argument("--modes", default="default", help="comma-separated: 'default', 'tuned' or a mode name")
     parser.add_argument("--steps", type=int, default=100, help="steps per round (default 100)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     parser.add_argument("--chunk-steps", type=int, default=20)
@@ -76,19 +76,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         from bench.worker import configure_process
+        from common.registry import mode_env
 
-        configure_process(args.threads, "cpu")
-        print(json.dumps(measure(args.backends, args.steps, args.rounds, args.chunk_steps, args.data_dir)))
+        configure_process(args.threads, "cpu", mode_env(args.backends, args.modes))
+        print(json.dumps(measure(args.backends, args.modes, args.steps, args.rounds, args.chunk_steps,
+                                 args.data_dir)))
         return 0
+    from bench.harness import child_env
+    from bench.plain_loops import LOOPS
     from common.machine import describe
+    from common.registry import DEFAULT_MODE
 
     results = []
-    for name in args.backends.split(","):
-        cmd = [sys.executable, "-m", "bench.overhead", "--child", "--backends", name, "--steps", str(args.steps),
+    pairs = [(name, DEFAULT_MODE[name] if mode == "default" else mode)
+             for name in args.backends.split(",") for mode in args.modes.split(",")]
+    for name, mode in pairs:
+        if (name, mode) not in LOOPS:
+            print(f"no plain loop for {name} in mode {mode!r}; choose from "
+                  f"{', '.join(f'{b}/{m}' for b, m in LOOPS)}", file=sys.stderr)
+            return 2
+    for name, mode in pairs:
+        cmd = [sys.executable, "-m", "bench.overhead", "--child", "--backends", name, "--modes", mode,
+               "--steps", str(args.steps),
                "--rounds", str(args.rounds), "--chunk-steps", str(args.chunk_steps), "--threads", str(args.threads)]
         if args.data_dir:
             cmd += ["--data-dir", args.data_dir]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
         if proc.returncode != 0:
             print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             return 1
