@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import shlex
@@ -194,6 +195,12 @@ def table(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def regressions(log_text: str) -> str:
+    """pytest-benchmark's list of failed regression checks, from a pytest log."""
+    after = log_text[log_text.index(REGRESSION_MARK):].splitlines()[1:]
+    return "\n".join(line for line in itertools.takewhile(lambda line: not line.startswith("---"), after))
+
+
 # --- running ------------------------------------------------------------------------------
 
 
@@ -233,11 +240,12 @@ def run(args, extra: list[str]) -> int:
         if code == 0:
             print(f"{backend}: ok ({json_path.name}, log {log_path.name})")
             continue
-        why = ("timed out after {:g} s".format(args.timeout) if code is None
-               else "regressed against " + str(args.compare) if REGRESSION_MARK in text
-               else f"pytest exited with {code}")
         failed.append(backend)
-        print(f"{backend}: FAILED, {why}; log {log_path}\n{text[-3000:]}", file=sys.stderr)
+        if REGRESSION_MARK in text:
+            print(f"{backend}: REGRESSED against {args.compare} (log {log_path}):\n{regressions(text)}", file=sys.stderr)
+        else:
+            why = f"timed out after {args.timeout:g} s" if code is None else f"pytest exited with {code}"
+            print(f"{backend}: FAILED, {why}; log {log_path}\n{text[-3000:]}", file=sys.stderr)
     if load_run(out):
         summary = table(out)
         (out / SUMMARY_FILE).write_text(f"# Benchmarks\n\n`{shlex.join(['python', '-m', 'bench.benchmarks', *sys.argv[1:]])}`"
