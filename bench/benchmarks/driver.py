@@ -10,25 +10,29 @@ pytest-benchmark (``--benchmark-compare`` with ``--benchmark-compare-fail``,
 default ``median:10%``), which fails the run on a regression.
 
 Exit codes: 0 every benchmark ran (known-broken combinations are reported, not
-timed); 1 a benchmark failed or regressed; 2 bad input.
+timed); 1 a benchmark failed or regressed; 2 bad input; 130 interrupted
+(Ctrl-C or SIGTERM: the running pytest process group is killed with it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import itertools
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from bench.benchmarks import suite
+from bench.harness import child_env
 from common import registry
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 SUITE_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = REPO_ROOT / "results" / "benchmarks"
@@ -204,12 +208,28 @@ def regressions(log_text: str) -> str:
 # --- running ------------------------------------------------------------------------------
 
 
+def _run_pytest(cmd: list[str], log, timeout: float) -> int | None:
+    """pytest's exit code, or None on timeout. Its whole process group dies with the driver:
+    an interrupted driver must not leave a benchmark running that would load the machine."""
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def run(args, extra: list[str]) -> int:
-    from bench.harness import child_env
     from common import peak
 
     resolved = _resolved(args)
     modes = _check(args, resolved)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` ends the running backend too, like Ctrl-C
     out = args.out or DEFAULT_OUT / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     out.mkdir(parents=True, exist_ok=True)
     print(f"benchmark results: {out}")
@@ -231,11 +251,7 @@ def run(args, extra: list[str]) -> int:
         with open(log_path, "w", encoding="utf-8") as log:
             log.write(shlex.join(cmd) + "\n\n")
             log.flush()
-            try:
-                code = subprocess.run(cmd, cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, timeout=args.timeout).returncode
-            except subprocess.TimeoutExpired:
-                code = None
+            code = _run_pytest(cmd, log, args.timeout)
         text = log_path.read_text(encoding="utf-8", errors="replace")
         if code == 0:
             print(f"{backend}: ok ({json_path.name}, log {log_path.name})")
@@ -270,3 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     except suite.SuiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted; the running backend was stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
