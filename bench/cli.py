@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="complete RUN_DIR: re-run only runs whose record is missing or not ok")
     run.add_argument("--allow-known-broken", action="store_true",
                      help="run modes known to compute wrong results here (see docs/framework-bugs.md)")
+    run.add_argument("--no-peak-probe", action="store_true",
+                     help="skip measuring the fp32 matmul peak (records then have no fraction of peak)")
     run.add_argument("--report", action="store_true", help="write report.md and report.html into the run directory")
     run.add_argument("--quiet", action="store_true", help="no progress and no summary; exit code only")
 
@@ -212,7 +214,7 @@ def cmd_run(args) -> int:
         specs=tuple(specs), recipe=recipe, run_dir=run_dir, threads=args.threads, timeout_s=args.timeout,
         command=shlex.join(["mnist-bench", *sys.argv[1:]]), data_dir=args.data_dir,
         chunk_steps=args.chunk_steps, target_accuracy=args.target_accuracy, resume=bool(args.resume),
-        allow_known_broken=args.allow_known_broken,
+        allow_known_broken=args.allow_known_broken, peak_probe=not args.no_peak_probe,
     )
     # SIGTERM (a scheduler, `kill`) ends the sweep the way Ctrl-C does: the current
     # worker is stopped and recorded as interrupted, and --resume completes the rest.

@@ -59,6 +59,7 @@ class SweepConfig:
     target_accuracy: float = 0.99
     resume: bool = False
     allow_known_broken: bool = False
+    peak_probe: bool = True
 
 
 class Display(Protocol):
@@ -185,7 +186,23 @@ def _pump(proc: subprocess.Popen, log, spec: RunSpec, display: Display) -> None:
             log.flush()
 
 
-def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict) -> dict:
+def measure_peak(config: SweepConfig) -> dict | None:
+    """NumPy's fp32 matmul peak with the sweep's threads and pinning, once per sweep (None if turned off).
+
+    A probe that fails is recorded as ``{"error": ...}``; it never stops the sweep.
+    """
+    if not config.peak_probe:
+        return None
+    from common import peak
+
+    try:
+        return peak.measure_subprocess(config.threads)
+    except peak.PeakProbeError as exc:
+        return {"gflops": None, "error": str(exc)}
+
+
+def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict,
+            matmul_peak: dict | None = None) -> dict:
     run_dir = config.run_dir
     path = record_path(run_dir, spec)
     path.unlink(missing_ok=True)  # a record present after the run is this run's
@@ -200,6 +217,7 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
         "chunk_steps": config.chunk_steps,
         "target_accuracy": config.target_accuracy,
         "allow_known_broken": config.allow_known_broken,
+        "matmul_peak": matmul_peak,
         "record_path": str(path),
         "command": config.command,
         "mnist_bench": info,
@@ -258,15 +276,17 @@ def run_sweep(config: SweepConfig, display: Display) -> list[dict]:
     machine_info = machine.describe()
     results: list[dict] = []
     with locked(config.run_dir):
-        records.write_atomic(config.run_dir / "manifest.json", {
-            "command": config.command,
-            "created_at": now(),
-            "recipe": config.recipe.to_dict(),
-            "threads": config.threads,
-            "timeout_s": config.timeout_s,
-            "runs": [spec.run_id for spec in config.specs],
-        })
         try:
+            matmul_peak = measure_peak(config)
+            records.write_atomic(config.run_dir / "manifest.json", {
+                "command": config.command,
+                "created_at": now(),
+                "recipe": config.recipe.to_dict(),
+                "threads": config.threads,
+                "timeout_s": config.timeout_s,
+                "runs": [spec.run_id for spec in config.specs],
+                "matmul_peak": matmul_peak,
+            })
             for index, spec in enumerate(config.specs):
                 kept = existing_ok(record_path(config.run_dir, spec)) if config.resume else None
                 if kept is not None:
@@ -274,7 +294,7 @@ def run_sweep(config: SweepConfig, display: Display) -> list[dict]:
                     results.append(kept)
                     continue
                 display.start(spec, index, len(config.specs))
-                results.append(run_one(spec, config, display, info, machine_info))
+                results.append(run_one(spec, config, display, info, machine_info, matmul_peak))
         finally:
             display.close()
     return results

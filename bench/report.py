@@ -234,8 +234,16 @@ def throughput(runs: Iterable[dict]) -> Throughput | None:
 
 
 def _peak_gflops(run: dict) -> float | None:
-    # Not in schema v1; read it if a harness adds it (timing.peak_gflops or a peak block).
+    # The optional peak block (the fp32 matmul peak measured in the run's sweep); older records have none.
     return (run.get("timing") or {}).get("peak_gflops") or (run.get("peak") or {}).get("gflops")
+
+
+def _peak_text(run: dict) -> str | None:
+    block = run.get("peak") or {}
+    if not block.get("gflops"):
+        return None
+    threads = f", {block['threads']} threads" if block.get("threads") else ""
+    return f"{_number(block['gflops'])} GFLOP/s ({block.get('source', '?')} on {block.get('device', '?')}{threads})"
 
 
 # --------------------------------------------------------------------------
@@ -599,7 +607,14 @@ def _summary(groups, label) -> list[Block]:
         "samples/s is the median of the per-run steady-state medians; first step includes compilation; "
         "time and wall are medians; memory is the maximum over runs. A dash means not measured."
     )
-    return [table, note]
+    blocks: list[Block] = [table, note]
+    if with_peak:
+        peaks = _distinct(text for run in records if (text := _peak_text(run)))
+        blocks.append(Paragraph(
+            "% of peak: the median over runs of achieved training GFLOP/s divided by the fp32 matmul peak "
+            "measured in the same sweep (NumPy on a CPU, the run's framework on a GPU): " + "; ".join(peaks) + "."
+        ))
+    return blocks
 
 
 def _parity_section(parity_pairs: list[AccuracyParity], label, margin: float) -> list[Block]:

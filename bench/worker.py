@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 
 from bench import training
+from common import peak
 from common.interface import DeviceUnavailable
 
 PROGRESS_PREFIX = "@@mnist-bench "
@@ -106,6 +107,24 @@ def resolve_device(backend_cls, recipe, request) -> str:
     return "cpu"
 
 
+def run_peak(request: dict, device: str) -> dict | None:
+    """The fp32 matmul peak this run is measured against (None when the sweep turned probing off).
+
+    On a CPU, the sweep's NumPy probe (:mod:`common.peak`); on a GPU or TPU, the run's own
+    framework timing matmuls on that device, here (:mod:`bench.device_peak`). A probe
+    that fails is recorded with its error, never failing the run.
+    """
+    cpu_peak = request.get("matmul_peak")
+    if device == "cpu" or cpu_peak is None:
+        return cpu_peak
+    from bench import device_peak
+
+    try:
+        return device_peak.measure(request["backend"], device)
+    except Exception as exc:  # noqa: BLE001 -- a failed probe is a missing denominator, not a failed run
+        return {"gflops": None, "device": device, "source": request["backend"], "error": f"{type(exc).__name__}: {exc}"}
+
+
 def run(request: dict) -> int:
     record = base_record(request)
     from common.registry import mode_env
@@ -159,6 +178,8 @@ def run(request: dict) -> int:
         result["timing"]["total_wall_s"] = time.perf_counter() - t0
         record.update(result)
         record["memory"] = {"peak_device_bytes": backend.peak_device_memory()}
+        record["peak"] = run_peak(request, device)  # after reading device memory: the GPU probe allocates
+        record["flops"]["fraction_of_peak"] = peak.fraction(record["flops"]["achieved_gflops"], record["peak"])
         return finish("ok", EXIT_OK)
     except DeviceUnavailable as exc:
         return finish("failed", EXIT_DEVICE, {"type": "DeviceUnavailable", "message": str(exc)})

@@ -71,7 +71,9 @@ def test_shared_layer_and_cli_import_no_framework():
     )
     # Discovery really walked the packages.
     for name in ("common.recipe", "common.weights", "common.pipeline", "common.registry",
-                 "common.interface", "bench.cli"):
+                 "common.interface", "bench.cli", "common.peak", "bench.device_peak",
+                 "bench.benchmarks.suite", "bench.benchmarks.driver", "bench.benchmarks.conftest",
+                 "bench.benchmarks.test_steps"):
         assert name in result["modules"]
     assert result["frameworks"] == []
     assert result["backend_modules"] == []

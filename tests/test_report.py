@@ -139,6 +139,23 @@ def test_only_failed_runs_still_report(tmp_path):
     assert "No run measured steady-state throughput" in md
 
 
+def test_fraction_of_peak_column(tmp_path):
+    """Records carrying the sweep's matmul peak get a % of peak column and a note naming the peak; older ones do not."""
+    peak = {"gflops": 143.130624, "device": "cpu", "source": "numpy", "threads": 2}
+    # 1000 samples/s x 71,565,312 FLOPs = 71.565312 GFLOP/s: half the peak.
+    with_peak = [make_record(backend="torch", samples_per_s=1000.0, peak=peak),
+                 make_record(backend="jax", mode="compiled", samples_per_s=500.0, peak=peak)]
+    md = report.write_report([write_run_dir(tmp_path, with_peak)], tmp_path / "out", warn=None)["markdown"].read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| Group |"))
+    assert header.rstrip(" |").endswith("% of peak")
+    torch_row = next(line for line in md.splitlines() if line.startswith("| torch/eager |"))
+    jax_row = next(line for line in md.splitlines() if line.startswith("| jax/compiled |"))
+    assert torch_row.rstrip(" |").endswith("50.0 %") and jax_row.rstrip(" |").endswith("25.0 %")
+    assert "143 GFLOP/s (numpy on cpu, 2 threads)" in md
+    old = report.write_report([write_run_dir(tmp_path, [make_record()], "old")], tmp_path / "old-out", warn=None)
+    assert "% of peak" not in old["markdown"].read_text()
+
+
 def test_strict_raises_on_corrupt_record(tmp_path):
     run_dir = write_run_dir(tmp_path, sweep())
     (run_dir / "broken.run.json").write_text("{not json", encoding="utf-8")

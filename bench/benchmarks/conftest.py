@@ -1,0 +1,215 @@
+"""pytest options and fixtures of the benchmark suite (one backend per pytest process).
+
+``pytest bench/benchmarks --mnist-backend torch --benchmark-json out.json`` runs
+one backend; ``python -m bench.benchmarks`` runs them all, one process each.
+Nothing here imports a framework at module level: the backend is loaded by a
+session fixture after the process is pinned and its thread counts are set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.benchmarks import suite
+from common import registry
+
+
+SETTINGS = pytest.StashKey[suite.Settings]()
+OUTCOMES = pytest.StashKey[list]()
+PEAKS = pytest.StashKey[dict]()
+THREADS = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mnist-bench", "mnist-bench benchmark suite")
+    group.addoption("--mnist-backend", help=f"the backend to benchmark: {', '.join(registry.BACKENDS)} (required)")
+    group.addoption("--mnist-modes", default="all", help="'all' (default), 'default' or comma-separated mode names")
+    group.addoption("--mnist-device", default="cpu", choices=registry.DEVICES, help="device kind (default cpu)")
+    group.addoption("--mnist-batch-sizes", default=",".join(map(str, suite.DEFAULT_BATCH_SIZES)),
+                    help="comma-separated batch sizes (default 64,512)")
+    group.addoption("--mnist-rounds", type=int, default=suite.DEFAULT_ROUNDS, help="timed rounds (default 10)")
+    group.addoption("--mnist-warmup-rounds", type=int, default=suite.DEFAULT_WARMUP_ROUNDS,
+                    help="untimed rounds first: tracing, compilation, caches (default 2)")
+    group.addoption("--mnist-chunk-steps", type=int, default=0,
+                    help=f"steps (batches) per round; 0 (default): about {suite.ROUND_SAMPLES} images per round")
+    group.addoption("--mnist-threads", type=int, default=len(os.sched_getaffinity(0)),
+                    help="CPU threads for the framework, and the CPUs the process is pinned to (default: all)")
+    group.addoption("--mnist-data-dir", help="dataset root holding mnist/ (else $MNIST_BENCH_DATA or the cache)")
+    group.addoption("--mnist-peak-file", help="a common.peak result (JSON) measured by the driver for this run")
+    group.addoption("--mnist-no-peak-probe", action="store_true", help="measure no matmul peak (fraction_of_peak null)")
+    group.addoption("--mnist-allow-known-broken", action="store_true",
+                    help="time (backend, mode, device) combinations known to compute wrong results")
+
+
+def _settings(config) -> suite.Settings:
+    option = config.getoption
+    backend = option("--mnist-backend")
+    if not backend:
+        raise pytest.UsageError("the benchmark suite needs --mnist-backend NAME (one of "
+                                f"{', '.join(registry.BACKENDS)}); or run them all with: python -m bench.benchmarks")
+    try:
+        suite.check_backend(backend)
+        modes = suite.select_modes(backend, option("--mnist-modes"))
+        batch_sizes = suite.parse_batch_sizes(option("--mnist-batch-sizes"))
+    except suite.SuiteError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for name in ("--mnist-rounds", "--mnist-threads"):
+        if option(name) < 1:
+            raise pytest.UsageError(f"{name} must be at least 1, got {option(name)}")
+    for name in ("--mnist-warmup-rounds", "--mnist-chunk-steps"):
+        if option(name) < 0:
+            raise pytest.UsageError(f"{name} must be 0 or more, got {option(name)}")
+    return suite.Settings(
+        backend=backend, modes=modes, device=option("--mnist-device"), batch_sizes=batch_sizes,
+        rounds=option("--mnist-rounds"), warmup_rounds=option("--mnist-warmup-rounds"),
+        chunk_steps=option("--mnist-chunk-steps"), threads=option("--mnist-threads"),
+        data_dir=option("--mnist-data-dir"), peak_file=option("--mnist-peak-file"),
+        peak_probe=not option("--mnist-no-peak-probe"), allow_known_broken=option("--mnist-allow-known-broken"),
+    )
+
+
+def pytest_configure(config):
+    from bench.worker import configure_process
+
+    settings = _settings(config)
+    config.stash[SETTINGS] = settings
+    config.stash[OUTCOMES] = []
+    config.pluginmanager.register(_OutcomeRecorder(config.stash[OUTCOMES]), "mnist-bench-outcomes")
+    config.stash[PEAKS] = {}
+    # Before any framework loads: pinned to the same CPUs, with the same thread counts, as a harness worker.
+    config.stash[THREADS] = configure_process(settings.threads, settings.device)
+
+
+def pytest_generate_tests(metafunc):
+    settings = metafunc.config.stash[SETTINGS]
+    if "mode" in metafunc.fixturenames:
+        metafunc.parametrize("mode", settings.modes, ids=[f"{settings.backend}-{mode}" for mode in settings.modes])
+    if "batch_size" in metafunc.fixturenames:
+        metafunc.parametrize("batch_size", settings.batch_sizes, ids=[f"b{size}" for size in settings.batch_sizes])
+
+
+class _OutcomeRecorder:
+    """Keeps every test's outcome, with the reason for skips and failures, for the JSON."""
+
+    def __init__(self, outcomes: list) -> None:
+        self.outcomes = outcomes
+
+    def pytest_runtest_logreport(self, report):
+        if report.when != "call" and not (report.failed or report.skipped):
+            return
+        reason = None
+        if report.skipped and isinstance(report.longrepr, tuple):
+            reason = report.longrepr[2]
+        elif report.failed:
+            reason = report.longreprtext[-2000:]
+        self.outcomes.append({"test": report.nodeid, "when": report.when, "outcome": report.outcome, "reason": reason})
+
+
+def _mnist_bench_block(config) -> dict:
+    settings = config.stash[SETTINGS]
+    peaks = config.stash[PEAKS]
+    return {
+        "backend": settings.backend,
+        "device": settings.device,
+        "modes": list(settings.modes),
+        "batch_sizes": list(settings.batch_sizes),
+        "rounds": settings.rounds,
+        "warmup_rounds": settings.warmup_rounds,
+        "threads": config.stash[THREADS],
+        "matmul_peak": peaks.get("cpu"),
+        "framework_matmul_peak": peaks.get("framework"),
+        "outcomes": config.stash[OUTCOMES],
+    }
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["mnist_bench"] = _mnist_bench_block(config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    # pytest-benchmark writes no file when nothing was timed (every test skipped, say);
+    # write one anyway, so the skips and their reasons are on record.
+    path = session.config.getoption("benchmark_json", None)
+    if path is not None and not Path(path).exists() and SETTINGS in session.config.stash:
+        document = {"benchmarks": [], "mnist_bench": _mnist_bench_block(session.config)}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+
+
+# --- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def settings(request) -> suite.Settings:
+    return request.config.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def backend_cls(settings):
+    return registry.load_backend(settings.backend)
+
+
+@pytest.fixture(scope="session")
+def arrays(settings):
+    from common import datasets, pipeline
+
+    return pipeline.prepare(datasets.load("mnist", settings.data_dir), suite.recipe_for(64))
+
+
+@pytest.fixture(scope="session")
+def cpu_peak(request, settings) -> dict | None:
+    """NumPy's fp32 matmul peak with this run's threads: from the driver's file, else measured now."""
+    from common import peak
+
+    result = None
+    if settings.peak_file:
+        result = json.loads(Path(settings.peak_file).read_text(encoding="utf-8"))
+    elif settings.peak_probe:
+        result = peak.measure_subprocess(settings.threads)
+    request.config.stash[PEAKS]["cpu"] = result
+    return result
+
+
+@pytest.fixture(scope="session")
+def framework_peaks(request, settings, backend_cls) -> dict:
+    """The framework's own fp32 matmul peak per device kind, measured once (after the backend is loaded)."""
+    from bench import device_peak
+
+    measured: dict[str, dict | None] = {}
+
+    def get(device: str) -> dict | None:
+        if not settings.peak_probe:
+            return None
+        if device not in measured:
+            measured[device] = device_peak.measure(settings.backend, device)
+            request.config.stash[PEAKS]["framework"] = measured[device]
+        return measured[device]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def backends(settings, backend_cls):
+    """One backend per (mode, batch size), built once and shared by its train and eval benchmarks."""
+    from bench.worker import resolve_device
+
+    built = {}
+
+    def get(mode: str, batch_size: int):
+        if (mode, batch_size) not in built:
+            recipe = suite.recipe_for(batch_size)
+            device = resolve_device(backend_cls, recipe, {"device": settings.device, "mode": mode})
+            reason = suite.known_broken(settings.backend, mode, device)
+            if reason and not settings.allow_known_broken:
+                built[(mode, batch_size)] = (None, device, reason)
+            else:
+                backend = backend_cls(recipe, device=device, mode=mode, seed=0, threads=settings.threads)
+                built[(mode, batch_size)] = (backend, device, reason)
+        return built[(mode, batch_size)]
+
+    return get

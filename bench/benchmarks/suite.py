@@ -1,0 +1,128 @@
+"""Plain helpers of the benchmark suite, shared by its conftest, its benchmarks and its driver.
+
+What one round measures:
+
+* ``train``: ``Backend.train_chunk`` on ``k`` stacked real MNIST batches (``k``
+  SGD steps, dropout on). It returns the ``k`` losses as NumPy, which copies them
+  off the device, so the round ends on a synchronised device.
+* ``eval``: ``Backend.logits`` on ``k`` real test batches (the harness's
+  evaluation path, one ``_logits`` call per batch, each returning NumPy).
+
+``k`` is chosen so a round holds about :data:`ROUND_SAMPLES` images (20 steps at
+batch 64, as the harness's chunks; 3 at batch 512) unless ``--mnist-chunk-steps``
+says otherwise. Batches are gathered and stacked by the pedantic ``setup``, off
+the clock. Samples/s is ``k * batch / median round time``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from common import flops, registry
+from common.recipe import Recipe
+
+DEFAULT_BATCH_SIZES = (64, 512)
+DEFAULT_ROUNDS = 10
+DEFAULT_WARMUP_ROUNDS = 2
+ROUND_SAMPLES = 1280
+STEP_KINDS = ("train", "eval")
+# Every benchmark's extra_info has these keys (the CI test checks them).
+EXTRA_INFO_KEYS = (
+    "backend", "mode", "device", "step", "batch_size", "steps_per_round", "samples_per_round", "rounds",
+    "warmup_rounds", "samples_per_s", "samples_per_s_best", "flops_per_sample", "gflops", "peak_gflops",
+    "peak_source", "fraction_of_peak", "framework_matmul_gflops", "versions", "threads", "device_info",
+)
+
+
+class SuiteError(ValueError):
+    """Bad suite input: an unknown or uninstalled backend, an unknown mode, a bad number."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    modes: tuple[str, ...]
+    device: str
+    batch_sizes: tuple[int, ...]
+    rounds: int
+    warmup_rounds: int
+    chunk_steps: int  # 0: about ROUND_SAMPLES images per round
+    threads: int
+    data_dir: str | None
+    peak_file: str | None
+    peak_probe: bool
+    allow_known_broken: bool
+
+
+def check_backend(name: str) -> None:
+    """Raise :class:`SuiteError` naming the choices, or how to install the backend."""
+    try:
+        registry.entry(name)
+    except registry.UnknownBackend as exc:
+        raise SuiteError(str(exc)) from None
+    if not registry.is_available(name):
+        raise SuiteError(registry.not_installed_message(name))
+
+
+def all_mode_names() -> list[str]:
+    return sorted({mode for modes in registry.MODES.values() for mode in modes})
+
+
+def select_modes(backend: str, spec: str) -> tuple[str, ...]:
+    """``all``, ``default`` or comma-separated names, restricted to the modes ``backend`` has.
+
+    A name that no backend has raises :class:`SuiteError`; one that only other backends
+    have is left out for this backend (the driver says so).
+    """
+    if spec == "all":
+        return registry.MODES[backend]
+    if spec == "default":
+        return (registry.DEFAULT_MODE[backend],)
+    names = [part.strip() for part in spec.split(",") if part.strip()]
+    if not names:
+        raise SuiteError("no modes given; use 'all', 'default' or names from " + ", ".join(all_mode_names()))
+    unknown = [name for name in names if name not in all_mode_names()]
+    if unknown:
+        raise SuiteError(f"unknown mode(s) {', '.join(map(repr, unknown))}; choose from 'all', 'default', "
+                         + ", ".join(all_mode_names()))
+    return tuple(mode for mode in registry.MODES[backend] if mode in names)
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise SuiteError(f"batch sizes must be comma-separated positive integers, got {text!r}") from None
+    if not sizes or any(size < 1 for size in sizes):
+        raise SuiteError(f"batch sizes must be comma-separated positive integers, got {text!r}")
+    return sizes
+
+
+def steps_per_round(batch_size: int, chunk_steps: int = 0) -> int:
+    """``chunk_steps`` if set, else enough steps for about :data:`ROUND_SAMPLES` images (at least 1)."""
+    return chunk_steps if chunk_steps > 0 else max(1, math.ceil(ROUND_SAMPLES / batch_size))
+
+
+def group_name(step: str, batch_size: int) -> str:
+    """pytest-benchmark group: one per (step kind, batch size), so backends sit side by side."""
+    return f"{step} step, batch {batch_size}"
+
+
+def recipe_for(batch_size: int) -> Recipe:
+    """The default recipe at this batch size, evaluating in batches of the same size."""
+    return Recipe(batch_size=batch_size, eval_batch_size=batch_size)
+
+
+def flops_per_sample(step: str, recipe: Recipe) -> int:
+    """Training: forward plus exact backward; evaluation: forward only (:mod:`common.flops`)."""
+    sizes = (recipe.conv1_filters, recipe.conv2_filters, recipe.hidden)
+    if step == "train":
+        return flops.train_flops(*sizes)
+    if step == "eval":
+        return flops.forward_flops(*sizes)
+    raise ValueError(f"unknown step kind {step!r}; choose from {', '.join(STEP_KINDS)}")
+
+
+def known_broken(backend: str, mode: str, device: str) -> str | None:
+    return registry.KNOWN_BROKEN.get((backend, mode, device))
