@@ -53,6 +53,47 @@ def _torch_device(kind: str) -> torch.device:
     raise DeviceUnavailable(f"PyTorch has no {kind!r} device here (torch_xla is not supported by mnist-bench)")
 
 
+def state_dict(w: weights.Weights, recipe) -> dict[str, torch.Tensor]:
+    """Canonical weights -> a :class:`Net` state dict (kernels to (out, in, kh, kw), dense1 rows to (c, h, w))."""
+    c2 = recipe.conv2_filters
+    torch_layout = {
+        "conv1.weight": w["conv1/kernel"].transpose(3, 2, 0, 1),
+        "conv1.bias": w["conv1/bias"],
+        "conv2.weight": w["conv2/kernel"].transpose(3, 2, 0, 1),
+        "conv2.bias": w["conv2/bias"],
+        "fc1.weight": weights.dense1_hwc_to_chw(w["dense1/kernel"], c2).T,
+        "fc1.bias": w["dense1/bias"],
+        "fc2.weight": w["dense2/kernel"].T,
+        "fc2.bias": w["dense2/bias"],
+    }
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in torch_layout.items()}
+
+
+def to_canonical(tensors: dict[str, torch.Tensor], recipe) -> weights.Weights:
+    """:class:`Net` parameters (or their gradients), by name -> the canonical layout."""
+    t = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
+    c2 = recipe.conv2_filters
+    return {
+        "conv1/kernel": np.ascontiguousarray(t["conv1.weight"].transpose(2, 3, 1, 0)),
+        "conv1/bias": t["conv1.bias"],
+        "conv2/kernel": np.ascontiguousarray(t["conv2.weight"].transpose(2, 3, 1, 0)),
+        "conv2/bias": t["conv2.bias"],
+        "dense1/kernel": weights.dense1_chw_to_hwc(t["fc1.weight"].T, c2),
+        "dense1/bias": t["fc1.bias"],
+        "dense2/kernel": np.ascontiguousarray(t["fc2.weight"].T),
+        "dense2/bias": t["fc2.bias"],
+    }
+
+
+def images(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(..., 28, 28) NumPy -> (..., 1, 28, 28) on ``device``: channels-first."""
+    return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(-3).to(device, non_blocking=True)
+
+
+def labels(y: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device, non_blocking=True)
+
+
 @final
 class TorchBackend(Backend):
     name = "torch"
@@ -78,45 +119,20 @@ class TorchBackend(Backend):
         )
 
     def load_weights(self, canonical: weights.Weights) -> None:
-        w = weights.check(canonical, self.recipe)
-        c2 = self.recipe.conv2_filters
-        torch_layout = {
-            "conv1.weight": w["conv1/kernel"].transpose(3, 2, 0, 1),
-            "conv1.bias": w["conv1/bias"],
-            "conv2.weight": w["conv2/kernel"].transpose(3, 2, 0, 1),
-            "conv2.bias": w["conv2/bias"],
-            "fc1.weight": weights.dense1_hwc_to_chw(w["dense1/kernel"], c2).T,
-            "fc1.bias": w["dense1/bias"],
-            "fc2.weight": w["dense2/kernel"].T,
-            "fc2.bias": w["dense2/bias"],
-        }
-        state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in torch_layout.items()}
-        self.model.load_state_dict(state)
+        self.model.load_state_dict(state_dict(weights.check(canonical, self.recipe), self.recipe))
         self._new_optimizer()
 
     def _to_canonical(self, tensors: dict[str, torch.Tensor]) -> weights.Weights:
-        t = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
-        c2 = self.recipe.conv2_filters
-        return {
-            "conv1/kernel": np.ascontiguousarray(t["conv1.weight"].transpose(2, 3, 1, 0)),
-            "conv1/bias": t["conv1.bias"],
-            "conv2/kernel": np.ascontiguousarray(t["conv2.weight"].transpose(2, 3, 1, 0)),
-            "conv2/bias": t["conv2.bias"],
-            "dense1/kernel": weights.dense1_chw_to_hwc(t["fc1.weight"].T, c2),
-            "dense1/bias": t["fc1.bias"],
-            "dense2/kernel": np.ascontiguousarray(t["fc2.weight"].T),
-            "dense2/bias": t["fc2.bias"],
-        }
+        return to_canonical(tensors, self.recipe)
 
     def export_weights(self) -> weights.Weights:
         return self._to_canonical(dict(self.model.named_parameters()))
 
     def _images(self, x: np.ndarray) -> torch.Tensor:
-        # (..., 28, 28) -> (..., 1, 28, 28): channels-first.
-        return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(-3).to(self._device, non_blocking=True)
+        return images(x, self._device)
 
     def _labels(self, y: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(self._device, non_blocking=True)
+        return labels(y, self._device)
 
     def train_chunk(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         self.model.train()
