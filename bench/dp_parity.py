@@ -55,8 +55,8 @@ def make_inputs(data_dir: str | None, path: Path, seed: int = 0, steps: int = ST
     return path
 
 
-def probe(backend_name: str, topology, inputs: Path, out: Path, device: str, threads: int) -> None:
-    """Inside the backend's process: first-batch loss and gradients, then the trajectory."""
+def probe(backend_name: str, topology, inputs: Path, out: Path, device: str, threads: int, steps: int = 0) -> None:
+    """Inside the backend's process: first-batch loss and gradients, then the trajectory (the first ``steps``)."""
     from bench import launch
     from bench.parity import parity_recipe
     from common.registry import DEFAULT_MODE, load_backend
@@ -68,7 +68,8 @@ def probe(backend_name: str, topology, inputs: Path, out: Path, device: str, thr
                   topology=topology)
     backend.load_weights(init)
     loss, grads = backend.loss_and_grads(data["x"][0], data["y"][0])
-    losses = backend.train_chunk(data["x"], data["y"])
+    take = slice(0, steps or len(data["x"]))
+    losses = backend.train_chunk(data["x"][take], data["y"][take])
     final = backend.export_weights()
     if launch.is_reporter():
         np.savez(out, loss=np.float64(loss), losses=losses, world=np.int64(topology.world),
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coordinator")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
+    parser.add_argument("--steps", type=int, default=0, help="train on the first STEPS batches only (default all)")
     args = parser.parse_args(argv)
     from bench import launch
     from bench.worker import configure_process
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parallel.check(topology, 64, cpus=args.threads if args.device == "cpu" else None)
     children = launch.start_local_ranks(args.backend, topology, ["-m", "bench.dp_parity", *sys.argv[1:]])
     threads = configure_process(args.threads, args.device, args.backend, topology)["requested"]
-    probe(args.backend, topology, args.inputs, args.out, args.device, threads)
+    probe(args.backend, topology, args.inputs, args.out, args.device, threads, args.steps)
     codes = launch.wait_ranks(children)
     if any(codes):
         print(f"dp_parity: a local rank failed: exit codes {codes}", file=sys.stderr)
