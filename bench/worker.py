@@ -122,7 +122,11 @@ def run(request: dict, request_path: str | None = None) -> int:
     if topology.hosts > 1:
         record["host_rank"] = topology.host_rank
     # PyTorch: start the other ranks on this host first, so they do not inherit our CPU pinning.
-    children = launch.start_local_ranks(request["backend"], topology, ["-m", "bench.worker", str(request_path)])
+    start_error = None
+    try:
+        children = launch.start_local_ranks(request["backend"], topology, ["-m", "bench.worker", str(request_path)])
+    except (OSError, parallel.TopologyError) as exc:  # a bad coordinator address, no free port, no fork
+        children, start_error = [], {"type": type(exc).__name__, "message": f"starting the ranks failed: {exc}"}
     reporter = launch.is_reporter()
     say = emit if reporter else (lambda event: None)
     record["threads"] = configure_process(request["threads"], request["device"], request["backend"], topology)
@@ -154,6 +158,8 @@ def run(request: dict, request_path: str | None = None) -> int:
             "message": f"local rank {rank} of {topology.devices} exited with code {code}; its traceback is in the log"}))
 
     launch.watch_ranks(children, rank_failed)
+    if start_error:
+        return finish("failed", EXIT_FAILED, start_error)
     try:
         from common import datasets, pipeline, recipe as recipes
         from common.registry import KNOWN_BROKEN, load_backend
