@@ -89,6 +89,33 @@ def _jax_device(kind: str):
         raise DeviceUnavailable(f"JAX {jax.__version__} sees no {kind!r} device; devices found: {seen}{hint}") from None
 
 
+def loss(model: CNN, params, x, y, train: bool, rng):
+    """Cross-entropy on logits, mean over the batch (the whole global batch when it is sharded)."""
+    logits = model.apply({"params": params}, x, train=train, rngs={"dropout": rng} if train else None)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def train_step(model: CNN, tx, params, opt_state, x, y, rng):
+    value, grads = jax.value_and_grad(lambda p: loss(model, p, x, y, True, rng))(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value
+
+
+def loss_and_grads(model: CNN, params, x, y):
+    return jax.value_and_grad(lambda p: loss(model, p, x, y, False, None))(params)
+
+
+def params_from_canonical(w: weights.Weights) -> dict:
+    return {layer: {"kernel": jnp.asarray(w[f"{layer}/kernel"]), "bias": jnp.asarray(w[f"{layer}/bias"])}
+            for layer in LAYERS}
+
+
+def to_canonical(tree) -> weights.Weights:
+    """A host-side parameter (or gradient) tree -> canonical names."""
+    flat = flax.traverse_util.flatten_dict(tree, sep="/")
+    return {name: np.asarray(value) for name, value in flat.items()}
+
+
 @final
 class JaxBackend(Backend):
     name = "jax"
@@ -128,14 +155,8 @@ class JaxBackend(Backend):
         self.opt_state = jax.device_put(self.tx.init(self.params), self._device)
 
     # Pure functions: traced once by jax.jit in the compiled mode.
-    def _loss(self, params, x, y, train: bool, rng):
-        logits = self.model.apply({"params": params}, x, train=train, rngs={"dropout": rng} if train else None)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
     def _train_step_fn(self, params, opt_state, x, y, rng):
-        loss, grads = jax.value_and_grad(self._loss)(params, x, y, True, rng)
-        updates, opt_state = self.tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return train_step(self.model, self.tx, params, opt_state, x, y, rng)
 
     def _train_chunk_fn(self, params, opt_state, xs, ys, first_step):
         def step(carry, batch):
@@ -148,20 +169,16 @@ class JaxBackend(Backend):
         return params, opt_state, losses
 
     def _grads_fn(self, params, x, y):
-        return jax.value_and_grad(self._loss)(params, x, y, False, None)
+        return loss_and_grads(self.model, params, x, y)
 
     def _predict_fn(self, params, x):
         return self.model.apply({"params": params}, x, train=False)
 
     def load_weights(self, canonical: weights.Weights) -> None:
-        w = weights.check(canonical, self.recipe)
-        params = {layer: {"kernel": jnp.asarray(w[f"{layer}/kernel"]), "bias": jnp.asarray(w[f"{layer}/bias"])}
-                  for layer in LAYERS}
-        self._set_params(params)
+        self._set_params(params_from_canonical(weights.check(canonical, self.recipe)))
 
     def _canonical(self, tree) -> weights.Weights:
-        flat = flax.traverse_util.flatten_dict(jax.device_get(tree), sep="/")
-        return {name: np.asarray(value) for name, value in flat.items()}
+        return to_canonical(jax.device_get(tree))
 
     def export_weights(self) -> weights.Weights:
         return self._canonical(self.params)

@@ -56,16 +56,40 @@ def _tf_device(kind: str) -> str:
     return f"/{kind.upper()}:0"
 
 
+def set_weights(model: keras.Model, optimizer, w: weights.Weights) -> None:
+    """Load canonical weights (Keras already speaks the layout) and reset the optimiser state."""
+    for layer in LAYERS:
+        model.get_layer(layer).set_weights([w[f"{layer}/kernel"], w[f"{layer}/bias"]])
+    # Zero the momentum buffers and step count in place: the traced step keeps
+    # pointing at the same variables, so nothing is retraced.
+    # (optimizer.variables also holds the learning rate, so not all of them.)
+    for var in [*optimizer.momentums, optimizer.iterations]:
+        var.assign(tf.zeros_like(var))
+
+
+def canonical(model: keras.Model, tensors) -> weights.Weights:
+    """Values (parameters or gradients) in ``model.trainable_variables`` order -> canonical names."""
+    out: weights.Weights = {}
+    for var, value in zip(model.trainable_variables, tensors):
+        layer = var.path.split("/")[-2]
+        out[f"{layer}/{var.name}"] = np.asarray(value)
+    return out
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        # Must happen before TensorFlow starts its runtime; the worker calls us first.
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 @final
 class TensorFlowBackend(Backend):
     name = "tensorflow"
     modes = ("eager", "compiled", "xla", "tuned")
 
     def _build(self) -> None:
-        if self.threads:
-            # Must happen before TensorFlow starts its runtime; the worker calls us first.
-            tf.config.threading.set_intra_op_parallelism_threads(self.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(self.threads)
+        set_threads(self.threads)
         for gpu in tf.config.list_physical_devices("GPU"):
             # Grow on demand instead of taking all GPU memory at start.
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -117,21 +141,10 @@ class TensorFlowBackend(Backend):
         return self.model(x, training=False)
 
     def load_weights(self, canonical: weights.Weights) -> None:
-        w = weights.check(canonical, self.recipe)
-        for layer in LAYERS:
-            self.model.get_layer(layer).set_weights([w[f"{layer}/kernel"], w[f"{layer}/bias"]])
-        # Zero the momentum buffers and step count in place: the traced step keeps
-        # pointing at the same variables, so nothing is retraced.
-        # (optimizer.variables also holds the learning rate, so not all of them.)
-        for var in [*self.optimizer.momentums, self.optimizer.iterations]:
-            var.assign(tf.zeros_like(var))
+        set_weights(self.model, self.optimizer, weights.check(canonical, self.recipe))
 
     def _canonical(self, tensors) -> weights.Weights:
-        out: weights.Weights = {}
-        for var, value in zip(self.model.trainable_variables, tensors):
-            layer = var.path.split("/")[-2]
-            out[f"{layer}/{var.name}"] = np.asarray(value)
-        return out
+        return canonical(self.model, tensors)
 
     def export_weights(self) -> weights.Weights:
         return self._canonical([v.numpy() for v in self.model.trainable_variables])

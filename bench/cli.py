@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from common import parallel
 from common import recipe as recipes
 from common import registry
 
@@ -56,6 +57,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _device_counts(text: str) -> list[int]:
+    counts = [_positive_int(part) for part in _csv(text)]
+    if not counts:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return list(dict.fromkeys(counts))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnist-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -68,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "(eager, compiled, xla); each backend runs those it has")
     run.add_argument("--device", default="auto", choices=registry.DEVICES,
                      help="device kind (default: auto = gpu, then tpu, then cpu)")
+    run.add_argument("--devices", type=_device_counts, default=[1], metavar="N[,N...]",
+                     help="data-parallel devices per host (default 1); several, e.g. 1,2, run each and the report "
+                          "shows scaling efficiency. The recipe's batch is the global batch, split across devices")
+    run.add_argument("--hosts", type=_positive_int, default=1,
+                     help="hosts in a multi-host run (default 1); start the same command on every host with its "
+                          "--host-rank (docs/data-parallel.md)")
+    run.add_argument("--host-rank", type=int, default=0, help="this host's rank, 0 to --hosts - 1 (default 0)")
+    run.add_argument("--coordinator", metavar="HOST:PORT",
+                     help="with --hosts > 1: an address of host 0 every host can reach, with a free port")
     run.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds per configuration (default 1)")
     run.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     run.add_argument("--preset", default="default", help=f"recipe preset: {', '.join(recipes.PRESETS)}")
@@ -135,7 +152,7 @@ def build_recipe(args) -> recipes.Recipe:
     return recipe.replace(**changes) if changes else recipe
 
 
-def plan(args) -> list:
+def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
     from bench.harness import RunSpec
 
     backends = _csv(args.backends)
@@ -166,7 +183,33 @@ def plan(args) -> list:
                     raise UsageError(f"{b}/{m} on {args.device} is known to be wrong: {why}. "
                                      "Leave it out, or pass --allow-known-broken to measure it anyway")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    return [RunSpec(b, m, args.device, s) for s in seeds for b in backends for m in chosen[b]]
+    specs = []
+    for d in devices:
+        for b in backends:
+            modes = chosen[b]
+            if d * hosts > 1:
+                offered = registry.DATA_PARALLEL_MODES[b]
+                if args.modes == "all":
+                    modes = [m for m in modes if m in offered]
+                elif any(m not in offered for m in modes):
+                    raise UsageError(f"{b} runs data-parallel (--devices {d}, --hosts {hosts}) in mode(s) "
+                                     f"{', '.join(offered)} only, not {', '.join(m for m in modes if m not in offered)}; "
+                                     "choose --modes default or all")
+            specs += [RunSpec(b, m, args.device, s, d, hosts) for s in seeds for m in modes]
+    return sorted(specs, key=lambda spec: (spec.seed, spec.devices, list(backends).index(spec.backend)))
+
+
+def check_topology(args, recipe: recipes.Recipe) -> None:
+    """Refuse, before any run starts, device counts and host settings that cannot work."""
+    if args.hosts > 1 and args.device == "auto":
+        raise UsageError(f"--hosts {args.hosts} needs an explicit --device (cpu, gpu or tpu): every host must "
+                         "agree on it before the frameworks connect")
+    try:
+        for d in args.devices:
+            parallel.check(parallel.Topology(d, args.hosts, args.host_rank, args.coordinator), recipe.batch_size,
+                           cpus=args.threads if args.device == "cpu" else None)
+    except parallel.TopologyError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def print_summary(records: list[dict]) -> None:
@@ -200,7 +243,8 @@ def cmd_run(args) -> int:
     from bench import harness, progress
 
     recipe = build_recipe(args)
-    specs = plan(args)
+    check_topology(args, recipe)
+    specs = plan(args, args.devices, args.hosts)
     if args.resume:
         if not args.resume.is_dir():
             raise UsageError(f"--resume {args.resume}: no such run directory")
@@ -215,6 +259,7 @@ def cmd_run(args) -> int:
         command=shlex.join(["mnist-bench", *sys.argv[1:]]), data_dir=args.data_dir,
         chunk_steps=args.chunk_steps, target_accuracy=args.target_accuracy, resume=bool(args.resume),
         allow_known_broken=args.allow_known_broken, peak_probe=not args.no_peak_probe,
+        host_rank=args.host_rank, coordinator=args.coordinator,
     )
     # SIGTERM (a scheduler, `kill`) ends the sweep the way Ctrl-C does: the current
     # worker is stopped and recorded as interrupted, and --resume completes the rest.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from common.records import read_dirs
+from common.records import device_group, read_dirs
 
 # Comparisons at exactly the threshold must not flip on float rounding.
 _SLACK = 1e-12
@@ -187,7 +187,7 @@ def _problems(base: Side, new: Side, threshold: float, accuracy_threshold: float
 def _by_group(records: Iterable[dict]) -> dict[GroupKey, list[dict]]:
     groups: dict[GroupKey, list[dict]] = {}
     for record in records:
-        groups.setdefault((record["backend"], record["mode"], record["device"]), []).append(record)
+        groups.setdefault((record["backend"], record["mode"], device_group(record)), []).append(record)
     return groups
 
 

@@ -40,10 +40,13 @@ class RunSpec:
     mode: str
     device: str
     seed: int
+    devices: int = 1  # per host; data-parallel when devices * hosts > 1
+    hosts: int = 1
 
     @property
     def run_id(self) -> str:
-        return f"{self.backend}-{self.mode}-{self.device}-s{self.seed}"
+        world = self.devices * self.hosts
+        return f"{self.backend}-{self.mode}-{self.device}-{f'd{world}-' if world > 1 else ''}s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class SweepConfig:
     resume: bool = False
     allow_known_broken: bool = False
     peak_probe: bool = True
+    host_rank: int = 0  # with hosts > 1: this host's place, and where host 0 listens
+    coordinator: str | None = None
 
 
 class Display(Protocol):
@@ -133,8 +138,8 @@ def harness_record(spec: RunSpec, config: SweepConfig, status: str, error: dict,
         "backend": spec.backend,
         "mode": spec.mode,
         "device": spec.device,
-        "devices": 1,
-        "hosts": 1,
+        "devices": spec.devices * spec.hosts,
+        "hosts": spec.hosts,
         "seed": spec.seed,
         "recipe": config.recipe.to_dict(),
         "command": config.command,
@@ -218,6 +223,8 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
         "target_accuracy": config.target_accuracy,
         "allow_known_broken": config.allow_known_broken,
         "matmul_peak": matmul_peak,
+        "topology": {"devices": spec.devices, "hosts": spec.hosts, "host_rank": config.host_rank,
+                     "coordinator": config.coordinator},
         "record_path": str(path),
         "command": config.command,
         "mnist_bench": info,

@@ -76,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         from bench.worker import configure_process
-        from common.registry import mode_env
 
-        configure_process(args.threads, "cpu", mode_env(args.backends, args.modes))
+        configure_process(args.threads, "cpu")
         print(json.dumps(measure(args.backends, args.modes, args.steps, args.rounds, args.chunk_steps,
                                  args.data_dir)))
         return 0

@@ -142,15 +142,12 @@ def run_probes(configs: list[Config], data_dir: str | None, work: Path, threads:
     """
     work.mkdir(parents=True, exist_ok=True)
     inputs = make_inputs(data_dir, work / "inputs.npz")
-    from common.registry import DEFAULT_MODE, mode_env
+    from common.registry import DEFAULT_MODE
 
     by_backend: dict[str, list[Config]] = {}
-    by_process: dict[tuple, list[Config]] = {}
     for c in configs:
         by_backend.setdefault(c.backend, []).append(c)
-        # Modes with process settings of their own (registry.MODE_ENV) get their own process.
-        by_process.setdefault((c.backend, tuple(sorted(mode_env(c.backend, c.mode).items()))), []).append(c)
-    for (backend, _), group in by_process.items():
+    for backend, group in by_backend.items():
         _run_in_process(["probe", backend, ",".join(c.mode for c in group), str(inputs), str(work)], threads, device)
 
     movers = [next((c for c in group if c.mode == DEFAULT_MODE[b]), group[0]) for b, group in by_backend.items()]
@@ -216,9 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
     args = parser.parse_args(argv)
     from bench.worker import configure_process
-    from common.registry import mode_env
 
-    configure_process(args.threads, args.device, mode_env(args.backend, args.modes.split(",")[0]))
+    configure_process(args.threads, args.device)
     if args.phase == "probe":
         for mode in args.modes.split(","):
             config = Config(args.backend, mode)

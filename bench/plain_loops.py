@@ -12,14 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def torch_loop(recipe, log_every: int = 10):
+def torch_loop(recipe, log_every: int = 10, tuned: bool = False):
     """pytorch/examples mnist: ``zero_grad``, forward, ``backward``, ``step``."""
     import torch
     import torch.nn.functional as F
+    from torch import nn
 
-    from backends.torch_backend import Net
+    from backends.torch_backend import Net, UniformDropout
 
-    model = Net(recipe.conv1_filters, recipe.conv2_filters, recipe.hidden, recipe.dropout1, recipe.dropout2)
+    model = Net(recipe.conv1_filters, recipe.conv2_filters, recipe.hidden, recipe.dropout1, recipe.dropout2,
+                UniformDropout if tuned else nn.Dropout)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.learning_rate, momentum=recipe.momentum)
 
     def train(x: np.ndarray, y: np.ndarray) -> float:
@@ -184,7 +186,7 @@ def jax_tuned_loop(recipe, log_every: int = 10, seed: int = 0):
 # (backend, mode) -> the plain loop the harness path of that mode is measured against.
 LOOPS = {
     ("torch", "eager"): torch_loop,
-    ("torch", "tuned"): torch_loop,
+    ("torch", "tuned"): lambda recipe: torch_loop(recipe, tuned=True),
     ("tensorflow", "compiled"): tensorflow_loop,
     ("tensorflow", "tuned"): tensorflow_tuned_loop,
     ("jax", "compiled"): jax_loop,

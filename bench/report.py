@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from bench.export import error_text, rows, versions_text
-from common.records import RecordError, read_dirs
+from common.records import RecordError, device_group, read_dirs
 
 DEFAULT_MARGIN = 0.005  # half a percentage point of test accuracy
 CONFIDENCE = 0.95
@@ -199,7 +199,7 @@ def group_runs(records: Iterable[dict]) -> dict[GroupKey, list[dict]]:
     """Records by (backend, mode, device), sorted by key then seed; failed runs included."""
     groups: dict[GroupKey, list[dict]] = {}
     for record in records:
-        groups.setdefault((record["backend"], record["mode"], record["device"]), []).append(record)
+        groups.setdefault((record["backend"], record["mode"], device_group(record)), []).append(record)
     return {key: sorted(groups[key], key=lambda run: (run["seed"], run["run_id"])) for key in sorted(groups)}
 
 
@@ -617,6 +617,48 @@ def _summary(groups, label) -> list[Block]:
     return blocks
 
 
+@dataclass(frozen=True)
+class Scaling:
+    key: GroupKey  # the data-parallel group
+    base: GroupKey  # the same backend, mode and device kind on one device
+    devices: int
+    hosts: int
+    rate: float
+    base_rate: float
+
+    @property
+    def efficiency(self) -> float:
+        """samples/s on N devices over N times samples/s on one."""
+        return self.rate / (self.devices * self.base_rate)
+
+
+def scaling(groups: dict[GroupKey, list[dict]]) -> list[Scaling]:
+    """Every data-parallel group whose backend/mode/device also has one-device runs, both with samples/s."""
+    out = []
+    for key, runs in groups.items():
+        finished = _ok(runs)
+        base = (key[0], key[1], finished[0]["device"]) if finished else None
+        if base is None or base == key or base not in groups:
+            continue
+        rate, base_rate = throughput(runs), throughput(groups[base])
+        if rate and base_rate:
+            out.append(Scaling(key, base, finished[0]["devices"], finished[0].get("hosts", 1), rate.median,
+                               base_rate.median))
+    return out
+
+
+def _scaling_section(found: list[Scaling], label) -> list[Block]:
+    table = Table(["Group", "Devices", "Hosts", "Samples/s", "Samples/s on 1 device", "Speed-up", "Efficiency"], [],
+                  numeric={1, 2, 3, 4, 5, 6})
+    for s in found:
+        table.rows.append([label(s.key), str(s.devices), str(s.hosts), _number(s.rate), _number(s.base_rate),
+                           f"{s.rate / s.base_rate:.2f}x", _percent(s.efficiency, 1)])
+    return [table, Paragraph(
+        "Scaling efficiency = samples/s on N devices / (N x samples/s on one device), steady-state medians, the "
+        "global batch fixed at the recipe's batch. Virtual CPU devices share the same cores, so on CPU this "
+        "measures the cost of distributing, not real scaling.")]
+
+
 def _parity_section(parity_pairs: list[AccuracyParity], label, margin: float) -> list[Block]:
     if not parity_pairs:
         return [Paragraph("Fewer than two groups have finished runs, so there is nothing to compare.")]
@@ -768,7 +810,7 @@ def _failed_runs(records: list[dict], label) -> list[Block]:
     table = Table(["Run", "Group", "Seed", "Status", "Error"], [], numeric={2}, bad_rows=set(range(len(unfinished))))
     blocks: list[Block] = [table]
     for run in unfinished:
-        key = (run["backend"], run["mode"], run["device"])
+        key = (run["backend"], run["mode"], device_group(run))
         table.rows.append([run["run_id"], label(key), str(run["seed"]), run["status"], error_text(run) or MISSING])
         tail = (run.get("error") or {}).get("tail")
         if tail:
@@ -780,7 +822,7 @@ def _runs_table(records: list[dict], label) -> list[Block]:
     headers = ["Run", "Group", "Seed", "Status", "Epochs", "Test accuracy", "Samples/s", "Wall (s)"]
     table = Table(headers, [], numeric={2, 4, 5, 6, 7})
     for index, (record, flat) in enumerate(zip(records, rows(records))):
-        key = (record["backend"], record["mode"], record["device"])
+        key = (record["backend"], record["mode"], device_group(record))
         table.rows.append([
             flat["run_id"], label(key), str(flat["seed"]), flat["status"], str(flat["epochs"]),
             _percent(flat["test_accuracy"]), _number(flat["steady_samples_per_s"]), _number(flat["total_wall_s"]),
@@ -987,6 +1029,7 @@ def write_report(
         intro.append(Paragraph(f"{len(records)} runs in {directories}, finished {finished_at[0]} to {finished_at[-1]}."))
     sections = [
         Section("Summary", "summary", _summary(groups, label) if groups else [Paragraph("No readable run records.")]),
+        *([Section("Scaling", "scaling", _scaling_section(found, label))] if (found := scaling(groups)) else []),
         Section("Plots", "plots", [*figures, *plot_notes]),
         Section("Accuracy parity", "accuracy-parity", _parity_section(pairs, label, margin)),
     ]

@@ -19,12 +19,13 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 
-from bench import training
-from common import peak
+from bench import launch, training
+from common import parallel, peak
 from common.interface import DeviceUnavailable
 
 PROGRESS_PREFIX = "@@mnist-bench "
@@ -35,14 +36,19 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def configure_process(threads: int, device: str, extra_env: dict[str, str] | None = None) -> dict:
+def configure_process(threads: int, device: str, backend: str | None = None,
+                      topology: parallel.Topology = parallel.SINGLE) -> dict:
     """Pin the process to ``threads`` CPUs and tell every framework the same count.
 
-    ``extra_env`` holds a mode's own settings (``registry.MODE_ENV``); flags are
-    appended to what the environment already has. Must run before any framework
-    is imported: several read these only at start.
+    Must run before any framework is imported: several read these only at start.
+    A data-parallel PyTorch run has one process per device: each gets an equal,
+    disjoint share of the ``threads`` CPUs. JAX's virtual CPU devices are set here.
     """
     cpus = sorted(os.sched_getaffinity(0))[:threads]
+    rank, ranks = launch.local_rank(backend, topology) if backend else (0, 1)
+    if ranks > 1:
+        cpus = parallel.cpu_share(cpus, rank, ranks)
+        threads = len(cpus)
     os.sched_setaffinity(0, cpus)
     env = {
         "OMP_NUM_THREADS": str(threads),
@@ -54,11 +60,13 @@ def configure_process(threads: int, device: str, extra_env: dict[str, str] | Non
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
         "TF_FORCE_GPU_ALLOW_GROWTH": "true",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        **(launch.framework_env(backend, topology) if backend else {}),
     }
-    for key, value in (extra_env or {}).items():
-        env[key] = f"{os.environ[key]} {value}" if key.endswith("_FLAGS") and os.environ.get(key) else value
     os.environ.update(env)
-    return {"requested": threads, "affinity": cpus, "env": env}
+    info = {"requested": threads, "affinity": cpus, "env": env}
+    if ranks > 1:
+        info["processes_per_host"] = ranks
+    return info
 
 
 def numerics(device: str) -> dict:
@@ -125,29 +133,58 @@ def run_peak(request: dict, device: str) -> dict | None:
         return {"gflops": None, "device": device, "source": request["backend"], "error": f"{type(exc).__name__}: {exc}"}
 
 
-def run(request: dict) -> int:
+def run(request: dict, request_path: str | None = None) -> int:
     record = base_record(request)
-    from common.registry import mode_env
-
-    record["threads"] = configure_process(request["threads"], request["device"],
-                                          mode_env(request["backend"], request["mode"]))
+    topology = parallel.from_mapping(request.get("topology") or {})
+    record.update(devices=topology.world, hosts=topology.hosts)
+    if topology.hosts > 1:
+        record["host_rank"] = topology.host_rank
+    # PyTorch: start the other ranks on this host first, so they do not inherit our CPU pinning.
+    start_error = None
+    try:
+        children = launch.start_local_ranks(request["backend"], topology, ["-m", "bench.worker", str(request_path)])
+    except (OSError, parallel.TopologyError) as exc:  # a bad coordinator address, no free port, no fork
+        children, start_error = [], {"type": type(exc).__name__, "message": f"starting the ranks failed: {exc}"}
+    reporter = launch.is_reporter()
+    say = emit if reporter else (lambda event: None)
+    record["threads"] = configure_process(request["threads"], request["device"], request["backend"], topology)
     record_path = Path(request["record_path"])
     from common import records
 
-    def finish(status: str, code: int, error: dict | None = None) -> int:
-        record.update(status=status, error=error, finished_at=now())
-        record.setdefault("memory", {})["peak_rss_bytes"] = peak_rss_bytes()
-        records.write_atomic(record_path, record)
-        emit({"event": "done", "status": status})
-        return code
+    finishing = threading.Lock()
 
+    def finish(status: str, code: int, error: dict | None = None) -> int:
+        with finishing:
+            if status == "ok" and any(launch.wait_ranks(children)):
+                status, code = "failed", EXIT_FAILED
+                error = {"type": "RankFailed", "message": "another rank of this run failed; see the log"}
+            if status != "ok":
+                for child in children:
+                    child.kill()
+            if not reporter:
+                return code
+            record.update(status=status, error=error, finished_at=now())
+            record.setdefault("memory", {})["peak_rss_bytes"] = peak_rss_bytes()
+            records.write_atomic(record_path, record)
+            say({"event": "done", "status": status})
+            return code
+
+    def rank_failed(rank: int, code: int) -> None:
+        # The other ranks are blocked in a collective waiting for this one: end the run now.
+        os._exit(finish("failed", EXIT_FAILED, {
+            "type": "RankFailed", "exit_code": code,
+            "message": f"local rank {rank} of {topology.devices} exited with code {code}; its traceback is in the log"}))
+
+    launch.watch_ranks(children, rank_failed)
+    if start_error:
+        return finish("failed", EXIT_FAILED, start_error)
     try:
         from common import datasets, pipeline, recipe as recipes
         from common.registry import KNOWN_BROKEN, load_backend
 
         recipe = recipes.from_mapping(request["recipe"])
-        backend_cls = load_backend(request["backend"])
-        device = resolve_device(backend_cls, recipe, request)
+        device = resolve_device(load_backend(request["backend"]), recipe, request)
+        backend_cls = load_backend(request["backend"], data_parallel=topology.parallel)
         record["device"] = device
         known = KNOWN_BROKEN.get((request["backend"], request["mode"], device))
         if known:
@@ -157,11 +194,11 @@ def run(request: dict) -> int:
         record["numerics"] = numerics(device)
         t0 = time.perf_counter()
         backend = backend_cls(recipe, device=device, mode=request["mode"], seed=request["seed"],
-                              threads=request["threads"])
+                              threads=record["threads"]["requested"], topology=topology)
         build_s = time.perf_counter() - t0
         record["versions"] = backend.versions()
         record["device_info"] = backend.device_info()
-        emit({"event": "built", "device": record["device_info"]})
+        say({"event": "built", "device": record["device_info"]})
         dataset = datasets.load(recipe.dataset, request.get("data_dir"))
         arrays = pipeline.prepare(dataset, recipe)
         record["data"] = {
@@ -173,7 +210,7 @@ def run(request: dict) -> int:
             "last_batch": "dropped (training); kept (evaluation)",
         }
         settings = training.LoopSettings(request["chunk_steps"], request["target_accuracy"])
-        result = training.train(backend, arrays, recipe, request["seed"], settings, emit)
+        result = training.train(backend, arrays, recipe, request["seed"], settings, say)
         result["timing"]["build_s"] = build_s
         result["timing"]["total_wall_s"] = time.perf_counter() - t0
         record.update(result)
@@ -193,7 +230,7 @@ def run(request: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    return run(request)
+    return run(request, argv[0])
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from common import metrics, pipeline, weights
+from common.parallel import SINGLE, Topology
 from common.recipe import Recipe
 
 
@@ -30,16 +31,23 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]
     modes: ClassVar[tuple[str, ...]]
+    # Data-parallel backends (one module per framework, e.g. backends/torch_ddp.py)
+    # take the global batch and split it across ``topology.world`` devices themselves.
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, recipe: Recipe, *, device: str = "cpu", mode: str, seed: int = 0,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, topology: Topology = SINGLE) -> None:
         if mode not in self.modes:
             raise ValueError(f"backend {self.name!r} has no mode {mode!r}; choose from {', '.join(self.modes)}")
+        if topology.parallel != self.data_parallel:
+            kind = "data-parallel" if self.data_parallel else "single-device"
+            raise ValueError(f"{type(self).__name__} is {kind}; it cannot run on {topology.world} device(s)")
         self.recipe = recipe
         self.device = device
         self.mode = mode
         self.seed = seed
         self.threads = threads
+        self.topology = topology
         self._build()
         if recipe.init == "shared":
             self.load_weights(weights.init(recipe, seed))
@@ -65,6 +73,8 @@ class Backend(abc.ABC):
     def train_chunk(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Run ``k`` SGD steps on stacked batches x (k, B, 28, 28), y (k, B).
 
+        B is the global batch; a data-parallel backend gives each device its
+        shard (:func:`common.parallel.shard`) and returns global-mean losses.
         Dropout is applied as the recipe says. Returns the k training losses
         (float32), which brings them to the host and so synchronises the device.
         """

@@ -48,6 +48,16 @@ def validate(record: dict, source: str = "record") -> dict:
     return record
 
 
+def device_group(record: dict) -> str:
+    """The device part of a record's group: ``cpu`` on one device, ``cpu x2`` data-parallel on two.
+
+    Runs on different device counts never share a group (their samples/s are
+    different quantities); old records without ``devices`` ran on one.
+    """
+    devices = record.get("devices", 1)
+    return record["device"] if devices == 1 else f"{record['device']}x{devices}"
+
+
 def write_atomic(path: str | Path, document: Any) -> Path:
     """Write JSON to ``path`` via a temp file in the same folder and ``os.replace``.
 

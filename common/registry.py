@@ -24,6 +24,17 @@ BACKENDS: dict[str, BackendEntry] = {
     "jax": BackendEntry("jax", "backends.jax_backend", "JaxBackend", ("jax", "flax", "optax"), "jax"),
 }
 
+# Data-parallel training (--devices N > 1 or --hosts > 1), each on its framework's own
+# engine: torch.distributed DDP, tf.distribute Mirrored/MultiWorkerMirrored, jax.sharding.
+DATA_PARALLEL: dict[str, BackendEntry] = {
+    "torch": BackendEntry("torch", "backends.torch_ddp", "TorchDDPBackend", ("torch",), "torch"),
+    "tensorflow": BackendEntry("tensorflow", "backends.tensorflow_mirrored", "TensorFlowMirroredBackend",
+                               ("tensorflow", "keras"), "tensorflow"),
+    "jax": BackendEntry("jax", "backends.jax_mesh", "JaxMeshBackend", ("jax", "flax", "optax"), "jax"),
+}
+# The data-parallel backends run each framework's recommended mode only.
+DATA_PARALLEL_MODES: dict[str, tuple[str, ...]] = {"torch": ("eager",), "tensorflow": ("compiled",), "jax": ("compiled",)}
+
 # What each backend can run, kept here so the CLI validates without importing a framework.
 # The default mode is each framework's idiomatic path; ``tuned`` is the fastest way
 # found to train this exact model with that framework (bench/README.md says how).
@@ -33,19 +44,6 @@ MODES: dict[str, tuple[str, ...]] = {
     "jax": ("eager", "compiled", "tuned"),
 }
 DEFAULT_MODE = {"torch": "eager", "tensorflow": "compiled", "jax": "compiled"}
-
-# Process settings a mode needs before its framework starts (frameworks read them
-# once, at import), so such a mode always gets a process of its own. Flags are
-# appended to whatever the user already set.
-MODE_ENV: dict[tuple[str, str], dict[str, str]] = {
-    # XLA's CPU compiler hands convolutions to YNNPACK by default, whose conv2
-    # weight-gradient runs at a few GFLOP/s; keep YNNPACK for the GEMMs only.
-    ("jax", "tuned"): {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot"},
-}
-
-
-def mode_env(backend: str, mode: str) -> dict[str, str]:
-    return MODE_ENV.get((backend, mode), {})
 DEVICES = ("cpu", "gpu", "tpu", "auto")
 
 # (backend, mode, device) -> why its results are wrong. Found by the parity tests;
@@ -92,9 +90,12 @@ def not_installed_message(name: str) -> str:
     )
 
 
-def load_backend(name: str):
-    """Import and return the backend class; raises BackendNotInstalled with a fix."""
+def load_backend(name: str, data_parallel: bool = False):
+    """Import and return the backend class; raises BackendNotInstalled with a fix.
+
+    ``data_parallel`` picks the framework's data-parallel backend instead.
+    """
     if not is_available(name):
         raise BackendNotInstalled(not_installed_message(name))
-    e = entry(name)
+    e = DATA_PARALLEL[entry(name).name] if data_parallel else entry(name)
     return getattr(importlib.import_module(e.module), e.cls)
