@@ -163,18 +163,13 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
     missing = [registry.not_installed_message(name) for name in backends if not registry.is_available(name)]
     if missing:
         raise UsageError("\n".join(missing) + "\n(or leave it out with --backends)")
-    all_modes = sorted({m for modes in registry.MODES.values() for m in modes})
-    if args.modes in ("default", "all"):
-        chosen = {b: [registry.DEFAULT_MODE[b]] if args.modes == "default" else list(registry.MODES[b]) for b in backends}
-    else:
-        wanted = _csv(args.modes)
-        unknown = [m for m in wanted if m not in all_modes]
-        if unknown or not wanted:
-            raise UsageError(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose 'default', 'all' or from {', '.join(all_modes)}")
-        chosen = {b: [m for m in wanted if m in registry.MODES[b]] for b in backends}
-        for m in wanted:
-            if not any(m in modes for modes in chosen.values()):
-                raise UsageError(f"mode {m!r} is not offered by any of {', '.join(backends)}")
+    try:
+        chosen = {b: list(registry.select_modes(b, args.modes)) for b in backends}
+    except registry.UnknownMode as exc:
+        raise UsageError(str(exc)) from None
+    for m in _csv(args.modes) if args.modes != "all" else ():
+        if m != "default" and not any(m in modes for modes in chosen.values()):
+            raise UsageError(f"mode {m!r} is not offered by any of {', '.join(backends)}")
     if not args.allow_known_broken:
         for b in backends:
             for m in chosen[b]:

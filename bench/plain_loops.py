@@ -40,8 +40,12 @@ def torch_loop(recipe, log_every: int = 10, tuned: bool = False):
     return train
 
 
-def tensorflow_loop(recipe, log_every: int = 10):
-    """TensorFlow's "quickstart for experts": a ``tf.function`` step over a Keras model."""
+def tensorflow_loop(recipe, log_every: int = 10, tuned: bool = False):
+    """TensorFlow's "quickstart for experts": a ``tf.function`` step over a Keras model.
+
+    ``tuned``: the tuned mode's idea, written plainly: a whole chunk of steps in one
+    ``tf.function`` loop.
+    """
     import os
 
     os.environ["KERAS_BACKEND"] = "tensorflow"
@@ -54,16 +58,26 @@ def tensorflow_loop(recipe, log_every: int = 10):
     loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     optimizer = keras.optimizers.SGD(learning_rate=recipe.learning_rate, momentum=recipe.momentum)
 
-    @tf.function
-    def train_step(images, labels):
+    def step_fn(images, labels):
         with tf.GradientTape() as tape:
             loss = loss_object(labels, model(images, training=True))
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
+    train_step = tf.function(step_fn)
+
+    @tf.function
+    def train_steps(images, labels):
+        losses = tf.TensorArray(tf.float32, size=tf.shape(images)[0])
+        for step in tf.range(tf.shape(images)[0]):
+            losses = losses.write(step, step_fn(images[step], labels[step]))
+        return losses.stack()
+
     def train(x: np.ndarray, y: np.ndarray) -> float:
         images, labels = tf.constant(x[..., None]), tf.constant(y.astype(np.int32))
+        if tuned:
+            return float(train_steps(images, labels)[-1])
         loss = None
         for step in range(len(x)):
             loss = train_step(images[step], labels[step])
@@ -115,37 +129,6 @@ def jax_loop(recipe, log_every: int = 10, seed: int = 0):
     return train
 
 
-def tensorflow_tuned_loop(recipe, log_every: int = 10):
-    """The tuned mode's idea, written plainly: a whole chunk of steps in one ``tf.function`` loop."""
-    import os
-
-    os.environ["KERAS_BACKEND"] = "tensorflow"
-    import keras
-    import tensorflow as tf
-
-    from backends.tensorflow_backend import build_model
-
-    model = build_model(recipe)
-    loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    optimizer = keras.optimizers.SGD(learning_rate=recipe.learning_rate, momentum=recipe.momentum)
-
-    @tf.function
-    def train_steps(images, labels):
-        losses = tf.TensorArray(tf.float32, size=tf.shape(images)[0])
-        for step in tf.range(tf.shape(images)[0]):
-            with tf.GradientTape() as tape:
-                loss = loss_object(labels[step], model(images[step], training=True))
-            gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            losses = losses.write(step, loss)
-        return losses.stack()
-
-    def train(x: np.ndarray, y: np.ndarray) -> float:
-        return float(train_steps(tf.constant(x[..., None]), tf.constant(y.astype(np.int32)))[-1])
-
-    return train
-
-
 def jax_tuned_loop(recipe, log_every: int = 10, seed: int = 0):
     """The tuned mode's idea, written plainly: patch-GEMM convolutions and a ``lax.scan`` over the steps."""
     import jax
@@ -188,7 +171,7 @@ LOOPS = {
     ("torch", "eager"): torch_loop,
     ("torch", "tuned"): lambda recipe: torch_loop(recipe, tuned=True),
     ("tensorflow", "compiled"): tensorflow_loop,
-    ("tensorflow", "tuned"): tensorflow_tuned_loop,
+    ("tensorflow", "tuned"): lambda recipe: tensorflow_loop(recipe, tuned=True),
     ("jax", "compiled"): jax_loop,
     ("jax", "tuned"): jax_tuned_loop,
 }

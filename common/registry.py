@@ -62,6 +62,31 @@ class UnknownBackend(ValueError):
     pass
 
 
+class UnknownMode(ValueError):
+    pass
+
+
+def all_mode_names() -> list[str]:
+    return sorted({mode for modes in MODES.values() for mode in modes})
+
+
+def select_modes(backend: str, spec: str) -> tuple[str, ...]:
+    """``all``, or comma-separated mode names, where ``default`` stands for the backend's default.
+
+    Returned in the backend's own order. A name no backend offers raises
+    :class:`UnknownMode`; one that only other backends offer is left out for this one.
+    """
+    if spec == "all":
+        return MODES[backend]
+    names = [part.strip() for part in spec.split(",") if part.strip()]
+    unknown = [name for name in names if name != "default" and name not in all_mode_names()]
+    if unknown or not names:
+        raise UnknownMode(f"unknown mode(s) {', '.join(map(repr, unknown)) or '(none given)'}; choose 'all', "
+                          f"'default' or from {', '.join(all_mode_names())}")
+    wanted = {DEFAULT_MODE[backend] if name == "default" else name for name in names}
+    return tuple(mode for mode in MODES[backend] if mode in wanted)
+
+
 class BackendNotInstalled(RuntimeError):
     pass
 

@@ -145,14 +145,15 @@ def test_suite_without_a_backend_is_a_usage_error():
 
 
 def test_modes_come_from_the_registry(monkeypatch):
-    # A mode added to the registry (say "tuned") is benchmarked with no change to the suite.
-    monkeypatch.setitem(registry.MODES, "torch", (*registry.MODES["torch"], "tuned"))
-    assert suite.select_modes("torch", "all")[-1] == "tuned"
-    assert suite.select_modes("torch", "tuned") == ("tuned",)
-    assert suite.select_modes("jax", "tuned") == ()  # jax has no such mode: left out, and the driver says so
+    # A mode added to the registry (say "warp") is benchmarked with no change to the suite.
+    monkeypatch.setitem(registry.MODES, "torch", (*registry.MODES["torch"], "warp"))
+    assert suite.select_modes("torch", "all")[-1] == "warp"
+    assert suite.select_modes("torch", "warp") == ("warp",)
+    assert suite.select_modes("jax", "warp") == ()  # jax has no such mode: left out, and the driver says so
     assert suite.select_modes("tensorflow", "default") == (registry.DEFAULT_MODE["tensorflow"],)
+    assert suite.select_modes("jax", "tuned,default") == ("compiled", "tuned")
     with pytest.raises(suite.SuiteError, match="unknown mode"):
-        suite.select_modes("torch", "eager,warp")
+        suite.select_modes("torch", "eager,hyper")
 
 
 def test_round_sizes_and_flops():

@@ -65,28 +65,12 @@ def check_backend(name: str) -> None:
         raise SuiteError(registry.not_installed_message(name))
 
 
-def all_mode_names() -> list[str]:
-    return sorted({mode for modes in registry.MODES.values() for mode in modes})
-
-
 def select_modes(backend: str, spec: str) -> tuple[str, ...]:
-    """``all``, ``default`` or comma-separated names, restricted to the modes ``backend`` has.
-
-    A name that no backend has raises :class:`SuiteError`; one that only other backends
-    have is left out for this backend (the driver says so).
-    """
-    if spec == "all":
-        return registry.MODES[backend]
-    if spec == "default":
-        return (registry.DEFAULT_MODE[backend],)
-    names = [part.strip() for part in spec.split(",") if part.strip()]
-    if not names:
-        raise SuiteError("no modes given; use 'all', 'default' or names from " + ", ".join(all_mode_names()))
-    unknown = [name for name in names if name not in all_mode_names()]
-    if unknown:
-        raise SuiteError(f"unknown mode(s) {', '.join(map(repr, unknown))}; choose from 'all', 'default', "
-                         + ", ".join(all_mode_names()))
-    return tuple(mode for mode in registry.MODES[backend] if mode in names)
+    """:func:`common.registry.select_modes`, failing as a suite error."""
+    try:
+        return registry.select_modes(backend, spec)
+    except registry.UnknownMode as exc:
+        raise SuiteError(str(exc)) from None
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
