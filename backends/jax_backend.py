@@ -131,11 +131,10 @@ class JaxBackend(Backend):
         tuned = self.mode == "tuned"
         # Patch-matmul convolutions pay off on the CPU; on GPUs and TPUs the
         # framework's convolutions (cuDNN, the TPU compiler) are the fast path.
-        self.model = CNN(r.conv1_filters, r.conv2_filters, r.hidden, r.dropout1, r.dropout2,
-                         matmul_convs=tuned and self._device.platform == "cpu")
         # Inference alone is fastest with XLA's own convolutions (its slow kernel is the
-        # weight gradient): the same parameters, so the tuned mode evaluates with them.
+        # weight gradient): the same parameters, so every mode evaluates with them.
         self._eval_model = CNN(r.conv1_filters, r.conv2_filters, r.hidden, r.dropout1, r.dropout2)
+        self.model = self._eval_model.clone(matmul_convs=tuned and self._device.platform == "cpu")
         self.tx = optax.sgd(r.learning_rate, momentum=r.momentum)
         init_key, self._dropout_key = jax.random.split(jax.random.PRNGKey(self.seed))
         sample = jnp.zeros((1, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1), jnp.float32)

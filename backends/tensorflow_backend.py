@@ -111,10 +111,11 @@ class TensorFlowBackend(Backend):
             "tuned": tf.function,
         }[self.mode]
         self._train_step = wrap(self._train_step_fn)
-        # Any number of steps per call without retracing.
-        self._train_chunk = tf.function(self._train_chunk_fn, input_signature=[
-            tf.TensorSpec([None, None, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1], tf.float32),
-            tf.TensorSpec([None, None], tf.int32)])
+        if self.mode == "tuned":
+            # Any number of steps per call without retracing.
+            self._train_chunk = tf.function(self._train_chunk_fn, input_signature=[
+                tf.TensorSpec([None, None, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1], tf.float32),
+                tf.TensorSpec([None, None], tf.int32)])
         self._grad_step = wrap(self._grad_fn)
         self._predict = wrap(self._predict_fn)
 

@@ -61,7 +61,7 @@ def hlo_op_names(hlo_text: str) -> dict[str, str]:
     return {**shapes, **{n: first_in[c] for n, c in calls.items() if c in first_in}, **direct}
 
 
-def _batches(backend_name: str, steps: int, data_dir: str | None):
+def _batches(steps: int, data_dir: str | None):
     from common import datasets, pipeline
     from common.recipe import Recipe
 
@@ -77,7 +77,7 @@ def profile_jax(mode: str, steps: int, data_dir: str | None) -> list[tuple[str, 
 
     from backends.jax_backend import JaxBackend
 
-    recipe, xs, ys = _batches("jax", 2 * steps, data_dir)
+    recipe, xs, ys = _batches(2 * steps, data_dir)
     backend = JaxBackend(recipe, device="cpu", mode=mode, seed=0)
     backend.train_chunk(xs[:steps], ys[:steps])  # compile
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +113,7 @@ def profile_torch(mode: str, steps: int, data_dir: str | None) -> list[tuple[str
 
     from backends.torch_backend import TorchBackend
 
-    recipe, xs, ys = _batches("torch", 2 * steps, data_dir)
+    recipe, xs, ys = _batches(2 * steps, data_dir)
     backend = TorchBackend(recipe, device="cpu", mode=mode, seed=0)
     backend.train_chunk(xs[:steps], ys[:steps])
     with profile(activities=[ProfilerActivity.CPU]) as prof:
