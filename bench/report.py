@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from bench.export import error_text, rows, versions_text
+from bench.stats import CONFIDENCE, WelchInterval, independent_ratio, welch_interval
 from common.records import RecordError, device_group, read_dirs
 
 DEFAULT_MARGIN = 0.005  # half a percentage point of test accuracy
-CONFIDENCE = 0.95
 MISSING = "—"
 MANIFEST = "manifest.json"
 PARITY = "parity.json"
@@ -38,108 +38,7 @@ Warn = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------
-# Statistics: Student's t without scipy, and Welch's interval.
-
-
-def _continued_fraction(a: float, b: float, x: float) -> float:
-    # Lentz's method for the incomplete beta continued fraction (Numerical Recipes 6.4).
-    tiny, eps = 1e-300, 1e-15
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 1000):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < eps:
-            break
-    return h
-
-
-def _regularized_beta(a: float, b: float, x: float) -> float:
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    # The continued fraction converges fast only on this side of the mean.
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _continued_fraction(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * _regularized_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t with ``df`` (> 0, may be inf) degrees of freedom.
-
-    Found by bisection on :func:`t_cdf`; accurate to about 1e-10.
-    """
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must be in (0, 1), got {p}")
-    if df <= 0:
-        raise ValueError(f"df must be positive, got {df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    if p == 0.5:
-        return 0.0
-    if df > 1e7:  # indistinguishable from the normal, and the beta function loses precision
-        return statistics.NormalDist().inv_cdf(p)
-    low, high = 0.0, 1.0
-    while t_cdf(high, df) < p:
-        low, high = high, high * 2.0
-    for _ in range(200):
-        mid = (low + high) / 2.0
-        if t_cdf(mid, df) < p:
-            low = mid
-        else:
-            high = mid
-        if high - low < 1e-12 * max(1.0, high):
-            break
-    return (low + high) / 2.0
-
-
-@dataclass(frozen=True)
-class WelchInterval:
-    """Confidence interval for mean(a) - mean(b), unequal variances allowed."""
-
-    n_a: int
-    n_b: int
-    mean_a: float
-    mean_b: float
-    difference: float
-    low: float
-    high: float
-    df: float  # Welch–Satterthwaite; inf when both samples have zero spread
-    confidence: float
-
-
-def welch_interval(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> WelchInterval | None:
-    """Welch's t interval for the difference of means, or None if either side has n < 2."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
-    var_a, var_b = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    difference = mean_a - mean_b
-    standard_error = math.sqrt(var_a + var_b)
-    if standard_error == 0.0:
-        # Identical repeats: no spread to estimate, so the interval is the point.
-        return WelchInterval(len(a), len(b), mean_a, mean_b, difference, difference, difference, math.inf, confidence)
-    df = (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
-    half_width = t_quantile(0.5 + confidence / 2.0, df) * standard_error
-    return WelchInterval(
-        len(a), len(b), mean_a, mean_b, difference, difference - half_width, difference + half_width, df, confidence
-    )
+# Accuracy parity: Welch's interval (bench.stats) against a margin.
 
 
 def parity_verdict(interval: WelchInterval | None, margin: float = DEFAULT_MARGIN) -> str:
