@@ -1,7 +1,8 @@
 """``mnist-bench``: run matched training sweeps, and report and compare their results.
 
 Exit codes: 0 success; 1 a run failed or ``compare`` found a regression;
-2 bad input (the message names the value and what is allowed); 130 interrupted.
+2 bad input (the message names the value and what is allowed); 3 ``compare`` could
+not judge a speed because a run was measured on a busy machine; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -107,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run modes known to compute wrong results here (see docs/framework-bugs.md)")
     run.add_argument("--no-peak-probe", action="store_true",
                      help="skip measuring the fp32 matmul peak (records then have no fraction of peak)")
+    run.add_argument("--require-quiet", action=argparse.BooleanOptionalAction, default=True,
+                     help="before each run, wait for the CPUs it will use to be quiet (other processes at most "
+                          "3%% of them), saying what it waits on (default: on; --no-require-quiet skips the wait)")
+    run.add_argument("--quiet-wait", type=_positive_float, default=120.0, metavar="S",
+                     help="how long to wait for a quiet machine before each run (default 120 s)")
+    run.add_argument("--if-busy", choices=("proceed", "stop"), default="proceed",
+                     help="still busy after --quiet-wait: run anyway, marked contended in its record and the "
+                          "report (default), or stop the sweep (exit 1; --resume continues it)")
     run.add_argument("--report", action="store_true", help="write report.md and report.html into the run directory")
     run.add_argument("--quiet", action="store_true", help="no progress and no summary; exit code only")
 
@@ -122,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="samples/s drop that counts as a regression (default 0.10 = 10%%)")
     compare.add_argument("--accuracy-threshold", type=_fraction, default=0.005,
                          help="test-accuracy drop that counts as a regression (default 0.005)")
+    compare.add_argument("--allow-contended", action="store_true",
+                         help="judge speed even where a run was measured on a busy machine (by default such a "
+                              "match is not judged and the verdict is INCONCLUSIVE, exit 3)")
 
     csv = sub.add_parser("export-csv", help="one CSV row per run record")
     csv.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -255,6 +267,7 @@ def cmd_run(args) -> int:
         chunk_steps=args.chunk_steps, target_accuracy=args.target_accuracy, resume=bool(args.resume),
         allow_known_broken=args.allow_known_broken, peak_probe=not args.no_peak_probe,
         host_rank=args.host_rank, coordinator=args.coordinator,
+        require_quiet=args.require_quiet, quiet_wait_s=args.quiet_wait, if_busy=args.if_busy,
     )
     # SIGTERM (a scheduler, `kill`) ends the sweep the way Ctrl-C does: the current
     # worker is stopped and recorded as interrupted, and --resume completes the rest.
@@ -269,6 +282,10 @@ def cmd_run(args) -> int:
         print(f"\ninterrupted; finished runs are in {run_dir}; complete them with: "
               f"mnist-bench run --resume {run_dir} <same options>", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except harness.MachineBusy as exc:
+        print(f"stopped: the machine is busy: {exc}. Finished runs are in {run_dir}; when it is quiet, complete "
+              f"them with: mnist-bench run --resume {run_dir} <same options>", file=sys.stderr)
+        return EXIT_RUN_FAILED
     if not args.quiet:
         print_summary(results)
     if args.report:
@@ -294,7 +311,7 @@ def cmd_compare(args) -> int:
     from bench import compare
 
     result = compare.compare([args.base], [args.new], threshold=args.threshold,
-                             accuracy_threshold=args.accuracy_threshold)
+                             accuracy_threshold=args.accuracy_threshold, allow_contended=args.allow_contended)
     print(result.render())
     return result.exit_code
 

@@ -5,6 +5,12 @@ seeds for that group; otherwise the group's medians are compared. A match
 regresses when new/base training samples/s falls below ``1 - threshold``, when
 test accuracy drops by more than ``accuracy_threshold`` (absolute), or when a
 run that finished in the base did not finish in the new set.
+
+A speed taken on a busy machine says nothing about the code: where either side of
+a match was contended (its record says other processes used more than the
+threshold of its CPUs), samples/s is not judged unless ``allow_contended`` is
+given, and the verdict is INCONCLUSIVE (exit 3) rather than OK. Accuracy is still
+judged: contention slows training, it does not change what is computed.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from bench import contended as load
 from common.records import device_group, read_dirs
 
 # Comparisons at exactly the threshold must not flip on float rounding.
 _SLACK = 1e-12
+EXIT_OK, EXIT_REGRESSED, EXIT_INCONCLUSIVE = 0, 1, 3
 
 GroupKey = tuple[str, str, str]  # (backend, mode, device)
 
@@ -29,6 +37,7 @@ class Side:
     statuses: tuple[str, ...]
     samples_per_s: float | None
     accuracy: float | None
+    busiest: float | None = None  # the largest share of its CPUs other processes used, over contended runs
 
     @property
     def finished(self) -> bool:
@@ -44,6 +53,7 @@ class Match:
     base: Side
     new: Side
     problems: tuple[str, ...]
+    unjudged: tuple[str, ...] = ()  # why samples/s was not judged
 
     @property
     def label(self) -> str:
@@ -87,9 +97,15 @@ class Comparison:
         return any(match.regressed for match in self.matches)
 
     @property
+    def inconclusive(self) -> list[Match]:
+        return [match for match in self.matches if match.unjudged]
+
+    @property
     def exit_code(self) -> int:
-        """1 when anything regressed, else 0."""
-        return 1 if self.regressed else 0
+        """1 when anything regressed, else 3 when a speed could not be judged (contended runs), else 0."""
+        if self.regressed:
+            return EXIT_REGRESSED
+        return EXIT_INCONCLUSIVE if self.inconclusive else EXIT_OK
 
     @property
     def reasons(self) -> list[str]:
@@ -108,7 +124,7 @@ class Comparison:
                 _percent(match.base.accuracy),
                 _percent(match.new.accuracy),
                 f"{match.accuracy_difference * 100:+.2f} pp" if match.accuracy_difference is not None else "-",
-                "REGRESSED" if match.regressed else "ok",
+                "REGRESSED" if match.regressed else ("speed not judged" if match.unjudged else "ok"),
             )
             for match in self.matches
         ]
@@ -125,12 +141,19 @@ class Comparison:
         lines += self.notes
         if self.reasons:
             lines += ["", "regressions:"] + [f"  - {reason}" for reason in self.reasons]
+        if self.inconclusive:
+            lines += ["", "not judged (busy machine):"] + [
+                f"  - {match.label}: {why}" for match in self.inconclusive for why in match.unjudged]
         for side, unmatched in (("base", self.unmatched_base), ("new", self.unmatched_new)):
             if unmatched:
                 lines += ["", f"only in {side} (not compared):"] + [f"  - {item}" for item in unmatched]
         flagged = sum(match.regressed for match in self.matches)
         if self.regressed:
             verdict = f"REGRESSED: {flagged} of {len(self.matches)} matches"
+        elif self.inconclusive:
+            verdict = (f"INCONCLUSIVE: {len(self.inconclusive)} of {len(self.matches)} matches rest on runs measured "
+                       "on a busy machine, so their speed was not judged; re-run them on a quiet machine, or pass "
+                       "--allow-contended to judge them anyway")
         else:
             verdict = f"OK: {len(self.matches)} matches, no regression"
         return "\n".join(lines + ["", verdict])
@@ -154,20 +177,30 @@ def _side(runs: list[dict]) -> Side:
     accuracies = [((run.get("final") or {}).get("test") or {}).get("accuracy") for run in finished]
     rates = [value for value in rates if value is not None]
     accuracies = [value for value in accuracies if value is not None]
+    busy = [load.other_share(run) or 0.0 for run in load.contended(finished)]
     return Side(
         tuple(run["status"] for run in runs),
         statistics.median(rates) if rates else None,
         statistics.median(accuracies) if accuracies else None,
+        max(busy) if busy else None,
     )
 
 
-def _problems(base: Side, new: Side, threshold: float, accuracy_threshold: float) -> tuple[str, ...]:
+def _unjudged(base: Side, new: Side, allow_contended: bool) -> tuple[str, ...]:
+    if allow_contended or not (base.finished and new.finished):
+        return ()
+    return tuple(f"{name} run(s) measured on a busy machine (other processes used {side.busiest:.0%} of their CPUs)"
+                 for name, side in (("base", base), ("new", new)) if side.busiest is not None)
+
+
+def _problems(base: Side, new: Side, threshold: float, accuracy_threshold: float,
+              judge_speed: bool = True) -> tuple[str, ...]:
     if not base.finished:
         return ()  # nothing to regress from
     if not new.finished:
         return (f"base finished ok but new run(s) ended {_status(new)}",)
     problems = []
-    if base.samples_per_s and new.samples_per_s is not None:
+    if judge_speed and base.samples_per_s and new.samples_per_s is not None:
         ratio = new.samples_per_s / base.samples_per_s
         if ratio < 1 - threshold - _SLACK:
             problems.append(
@@ -192,7 +225,8 @@ def _by_group(records: Iterable[dict]) -> dict[GroupKey, list[dict]]:
 
 
 def compare_records(
-    base: list[dict], new: list[dict], *, threshold: float = 0.10, accuracy_threshold: float = 0.005
+    base: list[dict], new: list[dict], *, threshold: float = 0.10, accuracy_threshold: float = 0.005,
+    allow_contended: bool = False,
 ) -> Comparison:
     """:func:`compare` on records already loaded."""
     base_groups, new_groups = _by_group(base), _by_group(new)
@@ -202,7 +236,9 @@ def compare_records(
 
     def add(group: GroupKey, seed: int | None, base_runs: list[dict], new_runs: list[dict]) -> None:
         base_side, new_side = _side(base_runs), _side(new_runs)
-        matches.append(Match(group, seed, base_side, new_side, _problems(base_side, new_side, threshold, accuracy_threshold)))
+        unjudged = _unjudged(base_side, new_side, allow_contended)
+        problems = _problems(base_side, new_side, threshold, accuracy_threshold, judge_speed=not unjudged)
+        matches.append(Match(group, seed, base_side, new_side, problems, unjudged))
 
     for group in sorted(base_groups.keys() | new_groups.keys()):
         name = "/".join(group)
@@ -241,6 +277,7 @@ def compare(
     *,
     threshold: float = 0.10,
     accuracy_threshold: float = 0.005,
+    allow_contended: bool = False,
     strict: bool = True,
     warn: Callable[[str], None] | None = print,
 ) -> Comparison:
@@ -254,4 +291,5 @@ def compare(
     """
     base = read_dirs(base_dirs, strict=strict, warn=warn)
     new = read_dirs(new_dirs, strict=strict, warn=warn)
-    return compare_records(base, new, threshold=threshold, accuracy_threshold=accuracy_threshold)
+    return compare_records(base, new, threshold=threshold, accuracy_threshold=accuracy_threshold,
+                           allow_contended=allow_contended)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator, Protocol
 
 from bench.worker import PROGRESS_PREFIX, now
-from common import machine, records
+from common import contention, machine, records
 from common.recipe import Recipe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,10 @@ LOG_TAIL_CHARS = 4000
 
 class RunDirBusy(RuntimeError):
     """Another harness holds the run directory's lock."""
+
+
+class MachineBusy(RuntimeError):
+    """The machine did not become quiet in time and the sweep was told to stop (``--if-busy stop``)."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,13 @@ class SweepConfig:
     peak_probe: bool = True
     host_rank: int = 0  # with hosts > 1: this host's place, and where host 0 listens
     coordinator: str | None = None
+    require_quiet: bool = True  # wait for a quiet machine before each run
+    quiet_wait_s: float = 120.0
+    if_busy: str = "proceed"  # or "stop": what to do when it is still busy after quiet_wait_s
 
 
 class Display(Protocol):
+    def note(self, text: str) -> None: ...
     def start(self, spec: RunSpec, index: int, total: int) -> None: ...
     def update(self, spec: RunSpec, event: dict) -> None: ...
     def finish(self, spec: RunSpec, record: dict, kept: bool = False) -> None: ...
@@ -128,7 +136,7 @@ def mnist_bench_info() -> dict:
 
 
 def harness_record(spec: RunSpec, config: SweepConfig, status: str, error: dict, started_at: str,
-                   info: dict, machine_info: dict) -> dict:
+                   info: dict, machine_info: dict, quiet_wait: dict | None = None) -> dict:
     """The record the harness writes when the worker could not write its own."""
     return {
         "schema_version": records.SCHEMA_VERSION,
@@ -148,6 +156,8 @@ def harness_record(spec: RunSpec, config: SweepConfig, status: str, error: dict,
         "machine": machine_info,
         "mnist_bench": info,
         "threads": {"requested": config.threads},
+        "contention": {"version": contention.VERSION, "cpus": contention.pinned_cpus(config.threads),
+                       "threshold": contention.CONTENDED_SHARE, "quiet_wait": quiet_wait},
     }
 
 
@@ -206,11 +216,43 @@ def measure_peak(config: SweepConfig) -> dict | None:
         return {"gflops": None, "error": str(exc)}
 
 
+def wait_for_quiet(spec: RunSpec, config: SweepConfig, display: Display) -> dict | None:
+    """With ``require_quiet``: wait a bounded time for the run's CPUs to be quiet, saying on what."""
+    if not config.require_quiet:
+        return None
+    seen = contention.wait_for_quiet(contention.pinned_cpus(config.threads), config.quiet_wait_s,
+                                     say=lambda text: display.note(f"{spec.run_id}: {text}"))
+    if not seen["quiet"]:
+        then = "stopping the sweep (--if-busy stop)" if config.if_busy == "stop" else "running it marked contended"
+        display.note(f"{spec.run_id}: still busy after {seen['waited_s']:g} s (other processes used "
+                     f"{seen['other_share']:.0%} of its CPUs); {then}")
+    return seen
+
+
 def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict,
             matmul_peak: dict | None = None) -> dict:
     run_dir = config.run_dir
     path = record_path(run_dir, spec)
     path.unlink(missing_ok=True)  # a record present after the run is this run's
+    try:
+        quiet_wait = wait_for_quiet(spec, config, display)
+    except KeyboardInterrupt:
+        record = harness_record(spec, config, "interrupted", {
+            "type": "KeyboardInterrupt", "message": "interrupted while waiting for a quiet machine; --resume runs it"},
+            now(), info, machine_info)
+        records.write_atomic(path, record)
+        display.finish(spec, record)
+        raise
+    started_at = now()
+    if quiet_wait is not None and not quiet_wait["quiet"] and config.if_busy == "stop":
+        record = harness_record(spec, config, "interrupted", {
+            "type": "MachineBusy",
+            "message": f"not started: other processes used {quiet_wait['other_share']:.0%} of its CPUs after "
+                       f"waiting {quiet_wait['waited_s']:g} s (--if-busy stop); --resume runs it later"},
+            started_at, info, machine_info, quiet_wait)
+        records.write_atomic(path, record)
+        display.finish(spec, record)
+        raise MachineBusy(record["error"]["message"])
     request_path = run_dir / f"{spec.run_id}.request.json"
     log_path = run_dir / f"{spec.run_id}.log"
     request = {
@@ -228,9 +270,10 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
         "record_path": str(path),
         "command": config.command,
         "mnist_bench": info,
+        "quiet_wait": quiet_wait,
+        "harness_pid": os.getpid(),
     }
     records.write_atomic(request_path, request)
-    started_at = now()
     env = {**child_env(), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(
@@ -251,7 +294,8 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
             _kill_group(proc)
             status, error = "interrupted", {"type": "KeyboardInterrupt", "message": "interrupted by the user (Ctrl-C); --resume re-runs it"}
             pump.join(timeout=5)
-            record = harness_record(spec, config, status, {**error, "tail": _tail(log_path)}, started_at, info, machine_info)
+            record = harness_record(spec, config, status, {**error, "tail": _tail(log_path)}, started_at, info,
+                                    machine_info, quiet_wait)
             records.write_atomic(path, record)
             display.finish(spec, record)
             raise
@@ -271,7 +315,7 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
         status, error = "failed", {"type": "WorkerDied" if invalid is None else "InvalidRecord",
                                    "message": message, "exit_code": proc.returncode}
     error["tail"] = _tail(log_path)
-    record = harness_record(spec, config, status, error, started_at, info, machine_info)
+    record = harness_record(spec, config, status, error, started_at, info, machine_info, quiet_wait)
     records.write_atomic(path, record)
     display.finish(spec, record)
     return record

@@ -8,6 +8,8 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from common.contention import CONTENDED_SHARE
+
 
 def _outcome(record: dict) -> str:
     if record["status"] != "ok":
@@ -16,6 +18,12 @@ def _outcome(record: dict) -> str:
     rate = record["timing"].get("steady_samples_per_s")
     rate_text = f"{rate:,.0f} samples/s" if rate else "no steady-state figure"
     return f"ok: test accuracy {final['accuracy']:.4f}, {rate_text}"
+
+
+def _busy(event: dict) -> str:
+    """A warning when other processes used the run's CPUs during the last chunk."""
+    share = event.get("other_share")
+    return f" (busy machine: others used {share:.0%} of its CPUs)" if share and share > CONTENDED_SHARE else ""
 
 
 class PlainDisplay:
@@ -29,6 +37,9 @@ class PlainDisplay:
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
+    def note(self, text: str) -> None:
+        self._print(text)
+
     def start(self, spec, index: int, total: int) -> None:
         self._print(f"[{index + 1}/{total}] {spec.run_id}: starting")
 
@@ -40,7 +51,7 @@ class PlainDisplay:
         elif kind == "step" and time.monotonic() - self._last >= self.every_s:
             self._last = time.monotonic()
             self._print(f"  {spec.run_id} epoch {event['epoch']} step {event['step']}/{event['steps']}: "
-                        f"loss {event['loss']:.4f}, {event['samples_per_s']:,.0f} samples/s")
+                        f"loss {event['loss']:.4f}, {event['samples_per_s']:,.0f} samples/s{_busy(event)}")
 
     def finish(self, spec, record: dict, kept: bool = False) -> None:
         prefix = "kept (resume)" if kept else "done"
@@ -67,6 +78,9 @@ class RichDisplay:
         self.progress.start()
         self.tasks: dict[str, int] = {}
 
+    def note(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
     def start(self, spec, index: int, total: int) -> None:
         self.tasks[spec.run_id] = self.progress.add_task(f"[{index + 1}/{total}] {spec.run_id}", total=None, detail="starting")
 
@@ -77,7 +91,7 @@ class RichDisplay:
         epochs, steps = event["epochs"], event["steps"]
         self.progress.update(
             task, total=epochs * steps, completed=(event["epoch"] - 1) * steps + event["step"],
-            detail=f"epoch {event['epoch']}/{epochs} loss {event['loss']:.3f} {event['samples_per_s']:,.0f}/s",
+            detail=f"epoch {event['epoch']}/{epochs} loss {event['loss']:.3f} {event['samples_per_s']:,.0f}/s{_busy(event)}",
         )
 
     def finish(self, spec, record: dict, kept: bool = False) -> None:

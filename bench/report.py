@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from bench import contended as load
 from bench.export import error_text, rows, versions_text
-from bench.stats import CONFIDENCE, WelchInterval, independent_ratio, welch_interval
+from bench.stats import CONFIDENCE, RatioInterval, WelchInterval, independent_ratio, paired_ratio, welch_interval
 from common.records import RecordError, device_group, read_dirs
 
 DEFAULT_MARGIN = 0.005  # half a percentage point of test accuracy
@@ -396,8 +397,9 @@ def _headline(groups, label, parity_pairs, margin, parity_checks, records) -> li
         speed = f"Only {label(speeds[0][1])} measured steady-state throughput: {_number(speeds[0][0])} samples/s"
     else:
         fastest, key = speeds[0]
-        others = ", ".join(f"{fastest / rate:.2f}x {label(other)}" for rate, other in speeds[1:])
-        speed = f"{label(key)} is fastest at {_number(fastest)} samples/s (median steady state): {others}"
+        others = ", ".join(f"{speed_ratio(groups[key], groups[other]).text()} {label(other)}" for _, other in speeds[1:])
+        speed = (f"{label(key)} is fastest at {_number(fastest)} samples/s (median steady state): {others} "
+                 f"(speed ratios with their {CONFIDENCE:.0%} intervals)")
 
     margin_text = f"±{margin * 100:.2f} pp"
     if not parity_pairs:
@@ -426,6 +428,7 @@ def _headline(groups, label, parity_pairs, margin, parity_checks, records) -> li
                     accuracy += f"; {verdict}: {names}{more}"
     blocks.append(Paragraph(f"{speed}; {accuracy}.", strong=True))
 
+    blocks.append(_load_paragraph(records))
     unfinished = [run for run in records if run["status"] != "ok"]
     if not records:
         blocks.append(Paragraph("No readable run records."))
@@ -448,13 +451,43 @@ def _headline(groups, label, parity_pairs, margin, parity_checks, records) -> li
     return blocks
 
 
+def speed_ratio(a: list[dict], b: list[dict]) -> RatioInterval:
+    """Group a's speed over group b's. Seeds run in seed-major order, so the same seed of two groups ran
+    in the same round: paired by seed where at least two seeds are shared, else independent runs."""
+    rates = [{run["seed"]: run["timing"]["steady_samples_per_s"] for run in _ok(runs)
+              if (run.get("timing") or {}).get("steady_samples_per_s")} for runs in (a, b)]
+    shared = sorted(rates[0].keys() & rates[1].keys())
+    if len(shared) >= 2:
+        return paired_ratio([rates[0][seed] for seed in shared], [rates[1][seed] for seed in shared])
+    return independent_ratio(list(rates[0].values()), list(rates[1].values()))
+
+
+def _load_paragraph(records: list[dict]) -> Paragraph:
+    finished = _ok(records)
+    busy, unknown = load.contended(finished), load.unmeasured(finished)
+    shares = [share for run in finished if (share := load.other_share(run)) is not None]
+    if busy:
+        return Paragraph(
+            f"{load.WARNING} {len(busy)} of {len(finished)} finished runs were measured on a busy machine: other "
+            f"processes used up to {max(shares) * 100:.0f} % of their CPUs while they trained. The speed figures "
+            "rest on contended runs and are not figures of the frameworks; re-run them on a quiet machine "
+            "(flagged rows below).", strong=True)
+    if unknown:
+        return Paragraph(f"{len(unknown)} of {len(finished)} finished runs do not record their machine's load "
+                         "(written before runs measured it): whether the machine was quiet is unknown.")
+    if shares:
+        return Paragraph(f"Quiet machine: other processes used at most {max(shares) * 100:.1f} % of a run's CPUs "
+                         "while it trained.")
+    return Paragraph("No finished run measured its machine's load.")
+
+
 def _summary(groups, label) -> list[Block]:
     records = [run for runs in groups.values() for run in runs]
     targets = {run["timing"].get("target_accuracy") for run in _ok(records)} - {None}
     target_header = f"Time to {_percent(targets.pop(), 1)} (s)" if len(targets) == 1 else "Time to target (s)"
     with_peak = any(_peak_gflops(run) for run in records)
     headers = [
-        "Group", "Runs ok", "Test accuracy", "Macro F1", "Samples/s", "Spread", "First step (s)",
+        "Group", "Runs ok", "Test accuracy", "Macro F1", "Samples/s", "Spread", "Others' CPU use", "First step (s)",
         target_header, "Wall (s)", "Peak RSS", "Peak device mem", "GFLOP/s",
     ] + (["% of peak"] if with_peak else [])
     table = Table(headers, [], numeric=set(range(1, len(headers))))
@@ -484,6 +517,7 @@ def _summary(groups, label) -> list[Block]:
             f"{statistics.fmean(f1):.4f}" if f1 else MISSING,
             _number(rate.median) if rate else MISSING,
             f"{_number(rate.low)}–{_number(rate.high)} ({rate.spread})" if rate else MISSING,
+            load.load_text(runs),
             _number(_median(_values(runs, "timing", "first_step_s"))),
             to_target,
             _number(_median(_values(runs, "timing", "total_wall_s"))),
@@ -499,12 +533,14 @@ def _summary(groups, label) -> list[Block]:
             ]
             cells.append(_percent(_median(fractions), 1))
         table.rows.append(cells)
-        if not finished:
+        if not finished or load.contended(finished):
             table.bad_rows.add(index)
     note = Paragraph(
         "One row per (backend, mode, device). Accuracy is mean ± sample standard deviation over seeds; "
         "samples/s is the median of the per-run steady-state medians; first step includes compilation; "
-        "time and wall are medians; memory is the maximum over runs. A dash means not measured."
+        "time and wall are medians; memory is the maximum over runs. Others' CPU use: the largest share of a "
+        "run's CPUs that other processes used while it trained (read from /proc); above "
+        "5 % a run is contended and its speed is not a figure of the framework. A dash means not measured."
     )
     blocks: list[Block] = [table, note]
     if with_peak:
@@ -718,15 +754,16 @@ def _failed_runs(records: list[dict], label) -> list[Block]:
 
 
 def _runs_table(records: list[dict], label) -> list[Block]:
-    headers = ["Run", "Group", "Seed", "Status", "Epochs", "Test accuracy", "Samples/s", "Wall (s)"]
-    table = Table(headers, [], numeric={2, 4, 5, 6, 7})
+    headers = ["Run", "Group", "Seed", "Status", "Epochs", "Test accuracy", "Samples/s", "Others' CPU use", "Wall (s)"]
+    table = Table(headers, [], numeric={2, 4, 5, 6, 7, 8})
     for index, (record, flat) in enumerate(zip(records, rows(records))):
         key = (record["backend"], record["mode"], device_group(record))
         table.rows.append([
             flat["run_id"], label(key), str(flat["seed"]), flat["status"], str(flat["epochs"]),
-            _percent(flat["test_accuracy"]), _number(flat["steady_samples_per_s"]), _number(flat["total_wall_s"]),
+            _percent(flat["test_accuracy"]), _number(flat["steady_samples_per_s"]), load.load_text([record]),
+            _number(flat["total_wall_s"]),
         ])
-        if flat["status"] != "ok":
+        if flat["status"] != "ok" or load.is_contended(record):
             table.bad_rows.add(index)
     return [table]
 

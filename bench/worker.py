@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 
 from bench import launch, training
-from common import parallel, peak
+from common import contention, parallel, peak
 from common.interface import DeviceUnavailable
 
 PROGRESS_PREFIX = "@@mnist-bench "
@@ -133,6 +133,30 @@ def run_peak(request: dict, device: str) -> dict | None:
         return {"gflops": None, "device": device, "source": request["backend"], "error": f"{type(exc).__name__}: {exc}"}
 
 
+def sampling(monitor: contention.Monitor, say):
+    """``say``, reading the machine's load first: after every chunk and every evaluation (off the clock)."""
+
+    def progress(event: dict) -> None:
+        interval = monitor.sample()
+        if interval is not None and event.get("event") == "step":
+            event = {**event, "other_share": round(interval.other, 3)}
+        say(event)
+
+    return progress
+
+
+def machine_load(monitor: contention.Monitor, request: dict, device: str | None) -> dict:
+    """The record's ``contention`` block; a run that failed before training has the harness's wait only."""
+    gpu = contention.gpu_other_processes(contention.own_pids(os.getpid())) if device == "gpu" else None
+    if monitor.available:
+        monitor.sample()
+        block = monitor.summary(gpu)
+    else:
+        block = {"version": contention.VERSION, "cpus": monitor.cpus, "threshold": contention.CONTENDED_SHARE,
+                 "gpu_other_processes": gpu}
+    return {**block, "quiet_wait": request.get("quiet_wait")}
+
+
 def run(request: dict, request_path: str | None = None) -> int:
     record = base_record(request)
     topology = parallel.from_mapping(request.get("topology") or {})
@@ -147,6 +171,8 @@ def run(request: dict, request_path: str | None = None) -> int:
         children, start_error = [], {"type": type(exc).__name__, "message": f"starting the ranks failed: {exc}"}
     reporter = launch.is_reporter()
     say = emit if reporter else (lambda event: None)
+    # All the run's CPUs, read before this rank is pinned to its share of them.
+    monitor = contention.Monitor(contention.pinned_cpus(request["threads"]), harness=request.get("harness_pid"))
     record["threads"] = configure_process(request["threads"], request["device"], request["backend"], topology)
     record_path = Path(request["record_path"])
     from common import records
@@ -164,6 +190,7 @@ def run(request: dict, request_path: str | None = None) -> int:
             if not reporter:
                 return code
             record.update(status=status, error=error, finished_at=now())
+            record["contention"] = machine_load(monitor, request, record.get("device"))
             record.setdefault("memory", {})["peak_rss_bytes"] = peak_rss_bytes()
             records.write_atomic(record_path, record)
             say({"event": "done", "status": status})
@@ -210,7 +237,8 @@ def run(request: dict, request_path: str | None = None) -> int:
             "last_batch": "dropped (training); kept (evaluation)",
         }
         settings = training.LoopSettings(request["chunk_steps"], request["target_accuracy"])
-        result = training.train(backend, arrays, recipe, request["seed"], settings, say)
+        monitor.start()
+        result = training.train(backend, arrays, recipe, request["seed"], settings, sampling(monitor, say))
         result["timing"]["build_s"] = build_s
         result["timing"]["total_wall_s"] = time.perf_counter() - t0
         record.update(result)

@@ -279,13 +279,38 @@ def wait_for_quiet(cpus: list[int], max_wait_s: float, say: Callable[[str], None
     """
     start = time.monotonic()
     share = window_share(cpus)
-    told = False
+    if share is not None and share > QUIET_SHARE:
+        top = ", ".join(f"pid {p['pid']} {p['cpu_share']:.0%} {p['command']}" for p in busiest(exclude=[os.getpid()]))
+        say(f"waiting up to {max_wait_s:g} s for a quiet machine: other processes used {share:.0%} of "
+            f"CPUs {','.join(map(str, cpus))} (quiet is {QUIET_SHARE:.0%} or less); busiest: {top or 'none seen'}")
     while share is not None and share > QUIET_SHARE and time.monotonic() - start < max_wait_s:
-        if not told:
-            top = ", ".join(f"pid {p['pid']} {p['cpu_share']:.0%} {p['command']}" for p in busiest(exclude=[os.getpid()]))
-            say(f"waiting up to {max_wait_s:g} s for a quiet machine: other processes used {share:.0%} of "
-                f"CPUs {','.join(map(str, cpus))} (quiet is {QUIET_SHARE:.0%} or less); busiest: {top or 'none seen'}")
-            told = True
         share = window_share(cpus)
     return {"other_share": None if share is None else round(share, 4), "threshold": QUIET_SHARE,
             "quiet": share is None or share <= QUIET_SHARE, "waited_s": round(time.monotonic() - start, 2)}
+
+
+def gpu_other_processes(own_pids: Iterable[int]) -> int | None:
+    """Compute processes on the NVIDIA GPUs that are not ours (None where nvidia-smi cannot tell)."""
+    from common.machine import _run
+
+    out = _run(["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"])
+    if out is None:
+        return None
+    own = set(own_pids)
+    return sum(1 for line in out.split() if line.strip().isdigit() and int(line) not in own)
+
+
+def own_pids(root: int) -> list[int]:
+    """``root`` and its live descendants."""
+    table = process_ticks()
+    return [pid for pid in table if pid == root or _descends(pid, root, table)]
+
+
+def _descends(pid: int, root: int, table: dict[int, tuple[int, int, int]]) -> bool:
+    seen = set()
+    while pid in table and pid not in seen:
+        seen.add(pid)
+        pid = table[pid][0]
+        if pid == root:
+            return True
+    return False

@@ -86,6 +86,14 @@ def _merge(base: dict, overrides: dict) -> dict:
     return base
 
 
+# A quiet machine's contention block; ``BUSY`` merged over it makes a contended run.
+QUIET = {"version": 1, "cpus": [0, 1], "threshold": 0.05, "seconds": 300.0, "intervals": 150, "other_share": 0.004,
+         "steal_share": 0.001, "own_share": 0.98, "harness_share": 0.002, "worst_interval_other_share": 0.02,
+         "contended_intervals": 0, "contended": False, "quiet_wait": {"other_share": 0.0, "threshold": 0.03,
+                                                                      "quiet": True, "waited_s": 1.0}}
+BUSY = {"other_share": 0.43, "worst_interval_other_share": 0.5, "contended_intervals": 140, "contended": True}
+
+
 def make_record(
     backend: str = "torch",
     mode: str = "eager",
@@ -127,6 +135,7 @@ def make_record(
         "command": f"mnist-bench run --backend {backend} --mode {mode} --seed {seed}",
         "started_at": "2024-06-01T12:00:00+00:00",
         "finished_at": "2024-06-01T12:05:00+00:00",
+        "contention": QUIET if status == "ok" else {"version": 1, "cpus": [0, 1], "threshold": 0.05},
     }
     if status == "ok":
         first_step_s = 1.0

@@ -79,3 +79,43 @@ def test_failed_new_run_and_unmatched_runs(tmp_path):
     assert result.unmatched_new == ["torch/eager/cpu seed 7"]
     text = result.render()
     assert "only in base (not compared):" in text and "only in new (not compared):" in text
+
+
+def busy(records: list[dict], backend: str) -> list[dict]:
+    """The same records, with ``backend``'s runs measured on a busy machine."""
+    from record_factory import BUSY
+
+    for record in records:
+        if record["backend"] == backend:
+            record["contention"] = {**record["contention"], **BUSY}
+    return records
+
+
+def test_slowdown_on_a_busy_machine_is_not_judged_but_never_ok(tmp_path):
+    base = write_run_dir(tmp_path, sweep(), "base")
+    new = write_run_dir(tmp_path, busy(sweep({**RATES, "jax": RATES["jax"] * 0.5}), "jax"), "new")
+    result = compare([base], [new])
+    assert not result.regressed and result.exit_code == 3
+    text = result.render()
+    assert "INCONCLUSIVE: 3 of 9 matches" in text
+    assert "jax/eager/cpu seed 0: new run(s) measured on a busy machine (other processes used 43% of their CPUs)" in text
+    # Asked to, it judges them, and the halved speed is a regression.
+    forced = compare([base], [new], allow_contended=True)
+    assert forced.regressed and forced.exit_code == 1 and len(forced.reasons) == 3
+
+
+def test_accuracy_is_judged_on_a_busy_machine(tmp_path):
+    base = write_run_dir(tmp_path, sweep(), "base")
+    new = write_run_dir(tmp_path, busy(sweep(accuracy={"torch": 0.95}), "torch"), "new")
+    result = compare([base], [new])
+    assert result.regressed and result.exit_code == 1
+    assert all("test accuracy" in reason for reason in result.reasons)
+
+
+def test_cli_exit_code_for_an_inconclusive_comparison(tmp_path):
+    from bench import cli
+
+    base = write_run_dir(tmp_path, sweep(), "base")
+    new = write_run_dir(tmp_path, busy(sweep(), "torch"), "new")
+    assert cli.main(["compare", str(base), str(new)]) == 3
+    assert cli.main(["compare", str(base), str(new), "--allow-contended"]) == 0

@@ -46,7 +46,7 @@ def test_files_and_markdown_contents(written):
         assert backend in md
     # Headline first: the fastest group and the accuracy verdict, before any table.
     first = md.split("\n## ")[0]
-    assert "jax/compiled is fastest" in first and "1.33x torch/eager" in first
+    assert "jax/compiled is fastest" in first and "1.33x (1.33–1.33) torch/eager" in first
     assert "accuracy agrees within ±0.50 pp for all 3 pairs" in first
     # The failed run is listed with its error, and its group keeps a summary row.
     assert "torch-compiled-cpu-s0" in md and "failed" in md
@@ -178,3 +178,32 @@ def test_importing_report_is_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_contended_runs_are_flagged_next_to_their_figures(tmp_path):
+    from record_factory import BUSY
+
+    records = sweep()
+    for record in records:
+        if record["backend"] == "tensorflow" and record["status"] == "ok":
+            record["contention"] = {**record["contention"], **BUSY}
+    run_dir = write_run_dir(tmp_path, records)
+    md = report.write_report([run_dir], tmp_path / "out", warn=None)["markdown"].read_text(encoding="utf-8")
+    first = md.split("\n## ")[0]
+    assert "⚠ 3 of 9 finished runs were measured on a busy machine" in first
+    assert "other processes used up to 43 %" in first
+    summary = md.split("## Summary")[1].split("\n## ")[0]
+    tf_row = next(line for line in summary.splitlines() if line.startswith("| tensorflow"))
+    assert "⚠ 43.0 %, contended (3/3 runs)" in tf_row
+    torch_row = next(line for line in summary.splitlines() if line.startswith("| torch/eager"))
+    assert "0.4 %" in torch_row and "⚠" not in torch_row
+
+
+def test_quiet_and_unrecorded_machine_load(tmp_path):
+    quiet = write_run_dir(tmp_path, sweep(), "quiet")
+    md = report.write_report([quiet], tmp_path / "q", warn=None)["markdown"].read_text(encoding="utf-8")
+    assert "Quiet machine: other processes used at most 0.4 % of a run's CPUs" in md
+    old = [{k: v for k, v in record.items() if k != "contention"} for record in sweep()]
+    md = report.write_report([write_run_dir(tmp_path, old, "old")], tmp_path / "o", warn=None)["markdown"]
+    text = md.read_text(encoding="utf-8")
+    assert "9 of 9 finished runs do not record their machine's load" in text and "not recorded" in text

@@ -39,7 +39,7 @@ def test_paired_ratio_interval_hand_computed():
     assert paired.ratio == pytest.approx(math.exp(0.1))
     assert paired.low == pytest.approx(math.exp(0.1 - half), rel=1e-6)
     assert paired.high == pytest.approx(math.exp(0.1 + half), rel=1e-6)
-    assert paired.text().startswith("1.11x [")
+    assert paired.text().startswith("1.11x (")
 
 
 def test_one_round_has_no_interval_and_bad_speeds_are_refused():
