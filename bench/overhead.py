@@ -1,11 +1,15 @@
-"""Harness overhead: the harness's training path against a plain loop, side by side.
+"""Harness overhead: what ``mnist-bench run`` reports against a plain loop, in interleaved rounds.
 
-``python -m bench.overhead --backends torch,tensorflow,jax --modes default,tuned``
-runs one process per backend and mode. In it, the backend (as the harness drives it: chunks of
-``chunk_steps`` through ``Backend.train_chunk``) and the framework's plain loop
-(:mod:`bench.plain_loops`) train on the same real batches, in alternating rounds
-after a warm-up, so machine noise hits both alike. Reported: each side's
-samples/s per round and the median ratio harness / plain (1.0 = no overhead).
+``python -m bench.overhead --backends torch,tensorflow,jax --modes default --rounds 5``
+runs, in every round and for every backend and mode, two fresh processes one after
+the other: a real ``mnist-bench run`` (worker, harness, progress, record: the figure
+users see) and the framework's plain loop (:mod:`bench.plain_loops`, written as its
+own MNIST example is). Both train the same steps in the same order with the same
+pinning and thread counts, and report steady-state samples/s measured the same way.
+The order of the pair alternates by round (A B, then B A), and every pair waits for a
+quiet machine first, so drift and noise hit both sides alike. Reported: each side's
+samples/s per round and the harness/plain ratio with its 95 % interval from the
+paired rounds (:func:`bench.stats.paired_ratio`); 1.0 means no overhead.
 """
 
 from __future__ import annotations
@@ -15,105 +19,139 @@ import json
 import os
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
-import numpy as np
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SIDE_TIMEOUT_S = 1800
 
 
-def _time(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+class SideFailed(RuntimeError):
+    """One side of a round did not produce a figure."""
 
 
-def measure(backend_name: str, mode: str, steps: int, rounds: int, chunk_steps: int, data_dir: str | None) -> dict:
-    from bench.plain_loops import LOOPS
-    from common import datasets, pipeline
-    from common.recipe import Recipe
-    from common.registry import load_backend
+def harness_side(backend: str, mode: str, args, work: Path, round_index: int) -> dict:
+    """One real ``mnist-bench run`` of ``args.steps`` steps; its record's steady state and machine load."""
+    from common import records
 
-    recipe = Recipe()
-    arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe)
-    batches = pipeline.train_batches(arrays, recipe, seed=0, epoch=0)
-    xs, ys = map(np.stack, zip(*(next(batches) for _ in range(steps))))
-    backend = load_backend(backend_name)(recipe, device="cpu", mode=mode, seed=0)
-    plain = LOOPS[backend_name, mode](recipe)
-
-    def harness_path() -> float:
-        # What bench.training times: train_chunk per chunk (stacking happens off the clock).
-        total = 0.0
-        for start in range(0, steps, chunk_steps):
-            x, y = xs[start:start + chunk_steps], ys[start:start + chunk_steps]
-            total += _time(lambda: backend.train_chunk(x, y))
-        return total
-
-    plain(xs[:chunk_steps], ys[:chunk_steps])  # warm-up: tracing and compilation
-    harness_path()
-    harness_rates, plain_rates = [], []
-    for _ in range(rounds):
-        plain_rates.append(steps * recipe.batch_size / _time(lambda: plain(xs, ys)))
-        harness_rates.append(steps * recipe.batch_size / harness_path())
-    ratios = [h / p for h, p in zip(harness_rates, plain_rates)]
-    return {
-        "backend": backend_name, "mode": mode, "steps": steps, "rounds": rounds, "chunk_steps": chunk_steps,
-        "harness_samples_per_s": harness_rates, "plain_samples_per_s": plain_rates,
-        "ratio_median": float(np.median(ratios)), "ratios": ratios, "versions": backend.versions(),
-    }
+    run_dir = work / f"r{round_index}-{backend}-{mode}"
+    argv = [sys.executable, "-m", "bench.cli", "run", "--backends", backend, "--modes", mode, "--device", "cpu",
+            "--set", f"train_limit={args.steps * 64}", "--set", "test_limit=640", "--epochs", "1",
+            "--chunk-steps", str(args.chunk_steps), "--threads", str(args.threads), "--no-peak-probe",
+            "--no-require-quiet", "--quiet", "--out", str(run_dir)]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    _run(argv, f"{backend}/{mode} harness")
+    record = records.read(run_dir / f"{backend}-{mode}-cpu-s0{records.RECORD_SUFFIX}")
+    if record["status"] != "ok":
+        raise SideFailed(f"{backend}/{mode} harness run ended {record['status']}: {record.get('error')}")
+    return {"samples_per_s": record["timing"]["steady_samples_per_s"], "contention": record.get("contention")}
 
 
-def main(argv: list[str] | None = None) -> int:
+def plain_side(backend: str, mode: str, args) -> dict:
+    argv = [sys.executable, "-m", "bench.plain_loops", backend, mode, "--steps", str(args.steps),
+            "--chunk-steps", str(args.chunk_steps), "--threads", str(args.threads)]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    result = json.loads(_run(argv, f"{backend}/{mode} plain loop").strip().splitlines()[-1])
+    return {"samples_per_s": result["steady_samples_per_s"], "contention": result["contention"]}
+
+
+def _run(argv: list[str], what: str) -> str:
+    from bench.harness import child_env
+
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=SIDE_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise SideFailed(f"{what}: no result within {SIDE_TIMEOUT_S} s") from None
+    if done.returncode != 0:
+        raise SideFailed(f"{what} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def measure(pairs: list[tuple[str, str]], args, say=print) -> list[dict]:
+    """Interleaved rounds over every (backend, mode); the order of the two sides alternates by round."""
+    from bench import stats
+    from common import contention
+
+    results = {pair: {"backend": pair[0], "mode": pair[1], "harness": [], "plain": []} for pair in pairs}
+    with tempfile.TemporaryDirectory(prefix="mnist-bench-overhead-") as tmp:
+        for round_index in range(args.rounds):
+            for backend, mode in pairs:
+                if args.require_quiet:
+                    waited = contention.wait_for_quiet(contention.pinned_cpus(args.threads), args.quiet_wait, say)
+                    if not waited["quiet"]:
+                        say(f"still busy after {waited['waited_s']:g} s; measuring anyway (marked contended)")
+                sides = [("harness", lambda: harness_side(backend, mode, args, Path(tmp), round_index)),
+                         ("plain", lambda: plain_side(backend, mode, args))]
+                for side, run in sides if round_index % 2 == 0 else sides[::-1]:
+                    results[backend, mode][side].append(run())
+                row = results[backend, mode]
+                say(f"round {round_index + 1}/{args.rounds} {backend}/{mode}: harness "
+                    f"{row['harness'][-1]['samples_per_s']:,.0f}, plain {row['plain'][-1]['samples_per_s']:,.0f} samples/s")
+    for row in results.values():
+        harness = [side["samples_per_s"] for side in row["harness"]]
+        plain = [side["samples_per_s"] for side in row["plain"]]
+        ratio = stats.paired_ratio(harness, plain)
+        shares = [(side.get("contention") or {}).get("other_share") for side in row["harness"] + row["plain"]]
+        row.update(harness_samples_per_s=harness, plain_samples_per_s=plain, ratio=ratio.ratio,
+                   ratio_low=ratio.low, ratio_high=ratio.high, ratio_method=ratio.method, ratio_text=ratio.text(3),
+                   max_other_share=max((s for s in shares if s is not None), default=None),
+                   contended_sides=sum(bool((side.get("contention") or {}).get("contended"))
+                                       for side in row["harness"] + row["plain"]))
+    return list(results.values())
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="torch,tensorflow,jax")
     parser.add_argument("--modes", default="default", help="comma-separated: 'default', 'tuned' or a mode name")
-    parser.add_argument("--steps", type=int, default=100, help="steps per round (default 100)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    parser.add_argument("--steps", type=int, default=400, help="training steps per side and round (default 400)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--chunk-steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--data-dir")
+    parser.add_argument("--require-quiet", action=argparse.BooleanOptionalAction, default=True,
+                        help="wait for a quiet machine before every pair (default on)")
+    parser.add_argument("--quiet-wait", type=float, default=120.0, help="the longest wait, in seconds (default 120)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        from bench.worker import configure_process
+    return parser
 
-        configure_process(args.threads, "cpu")
-        print(json.dumps(measure(args.backends, args.modes, args.steps, args.rounds, args.chunk_steps,
-                                 args.data_dir)))
-        return 0
-    from bench.harness import child_env
+
+def main(argv: list[str] | None = None) -> int:
     from bench.plain_loops import LOOPS
-    from common.machine import describe
     from common.registry import DEFAULT_MODE
 
-    results = []
-    pairs = [(name, DEFAULT_MODE[name] if mode == "default" else mode)
+    args = build_parser().parse_args(argv)
+    pairs = [(name, DEFAULT_MODE.get(name, "?") if mode == "default" else mode)
              for name in args.backends.split(",") for mode in args.modes.split(",")]
     for name, mode in pairs:
         if (name, mode) not in LOOPS:
             print(f"no plain loop for {name} in mode {mode!r}; choose from "
                   f"{', '.join(f'{b}/{m}' for b, m in LOOPS)}", file=sys.stderr)
-            return 2
-    for name, mode in pairs:
-        cmd = [sys.executable, "-m", "bench.overhead", "--child", "--backends", name, "--modes", mode,
-               "--steps", str(args.steps),
-               "--rounds", str(args.rounds), "--chunk-steps", str(args.chunk_steps), "--threads", str(args.threads)]
-        if args.data_dir:
-            cmd += ["--data-dir", args.data_dir]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
-        if proc.returncode != 0:
-            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        results.append(result)
-        print(f"{name:11s} {result['mode']:9s} harness {np.median(result['harness_samples_per_s']):8,.0f} samples/s  "
-              f"plain {np.median(result['plain_samples_per_s']):8,.0f} samples/s  ratio {result['ratio_median']:.3f}")
+            return EXIT_USAGE
+    if args.rounds < 1 or args.steps < 3 * args.chunk_steps:
+        print(f"need --rounds >= 1 and --steps >= 3 x --chunk-steps ({3 * args.chunk_steps}) for a steady state",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        results = measure(pairs, args)
+    except SideFailed as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for row in results:
+        busy = f"; {row['contended_sides']} contended sides" if row["contended_sides"] else ""
+        print(f"{row['backend']:11s} {row['mode']:9s} harness/plain {row['ratio_text']} over {args.rounds} "
+              f"interleaved rounds{busy}")
     if args.out:
+        from common.machine import describe
         from common.records import write_atomic
 
-        write_atomic(args.out, {"kind": "harness-overhead", "threads": args.threads, "machine": describe(),
-                                "results": results})
-    return 0
+        write_atomic(args.out, {"kind": "harness-overhead", "command": " ".join(["python -m bench.overhead", *(argv or sys.argv[1:])]),
+                                "threads": args.threads, "steps": args.steps, "rounds": args.rounds,
+                                "machine": describe(), "results": results})
+    return EXIT_OK
 
 
 if __name__ == "__main__":
