@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.benchmarks import driver, suite
+from bench.benchmarks import driver, suite, summary
 from common import registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +47,9 @@ def _expected_cases() -> list[tuple[str, str, str]]:
 @pytest.mark.timeout(QUICK_TIMEOUT_S)
 def test_quick_run_times_every_backend_and_mode(quick_run):
     out, proc = quick_run
-    peak = json.loads((out / driver.PEAK_FILE).read_text())
+    peak = json.loads((out / summary.PEAK_FILE).read_text())
     assert peak["gflops"] > 0 and peak["source"] == "numpy"
-    results = driver.load_run(out)
+    results = summary.load_run(out)
     assert set(results) == set(registry.BACKENDS)
     for backend, document in results.items():
         timed = {(b["extra_info"]["mode"], b["extra_info"]["step"]): b for b in document["benchmarks"]}
@@ -85,7 +85,7 @@ def test_quick_run_times_every_backend_and_mode(quick_run):
                 assert info["threads"]["requested"] >= 1
         assert len(timed) == sum(not suite.known_broken(backend, m, "cpu") for m in registry.MODES[backend]) * 2
     # The side-by-side table names every timed case and every untimed one.
-    summary = (out / driver.SUMMARY_FILE).read_text()
+    summary = (out / summary.SUMMARY_FILE).read_text()
     for backend, mode, step in _expected_cases():
         assert f"{backend}-{mode}-b64" in summary or f"| {backend} | {mode} |" in summary
     assert "### train step, batch 64" in summary and "### eval step, batch 64" in summary

@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.benchmarks import suite
+from bench.benchmarks import suite, summary
 from bench.harness import child_env
 from common import registry
 
@@ -36,8 +36,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 SUITE_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = REPO_ROOT / "results" / "benchmarks"
-PEAK_FILE = "peak.json"
-SUMMARY_FILE = "summary.md"
 REGRESSION_MARK = "Performance has regressed"
 QUICK = {"rounds": 2, "warmup_rounds": 1, "batch_sizes": "64", "chunk_steps": 2}
 
@@ -140,65 +138,6 @@ def _check(args, resolved: dict) -> dict[str, tuple[str, ...]]:
     return modes
 
 
-# --- reading results ----------------------------------------------------------------------
-
-
-def load_run(run_dir: Path) -> dict[str, dict]:
-    """``{backend: pytest-benchmark JSON}`` for every ``<backend>.json`` in ``run_dir``."""
-    found = {}
-    for path in sorted(Path(run_dir).glob("*.json")):
-        if path.stem in registry.BACKENDS:
-            found[path.stem] = json.loads(path.read_text(encoding="utf-8"))
-    return found
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
-
-
-def table(run_dir: Path) -> str:
-    """Markdown: per (step, batch size) one table, backends side by side, fastest first; then what was not timed."""
-    results = load_run(run_dir)
-    if not results:
-        raise suite.SuiteError(f"{run_dir}: holds no <backend>.json benchmark results")
-    lines = []
-    peak_path = Path(run_dir) / PEAK_FILE
-    if peak_path.is_file():
-        cpu = json.loads(peak_path.read_text(encoding="utf-8"))
-        lines += [f"fp32 matmul peak (NumPy, {cpu.get('threads')} threads, {cpu.get('blas')}): "
-                  f"{_fmt(cpu['gflops'])} GFLOP/s", ""]
-    groups: dict[tuple[str, int], list[dict]] = {}
-    for document in results.values():
-        for bench in document.get("benchmarks", []):
-            info = bench.get("extra_info") or {}
-            groups.setdefault((info.get("step", "?"), info.get("batch_size", 0)), []).append(info)
-    order = {step: index for index, step in enumerate(suite.STEP_KINDS)}
-    for (step, batch), rows in sorted(groups.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1])):
-        lines += [f"### {suite.group_name(step, batch)}", "",
-                  "| backend | mode | device | samples/s (median) | samples/s (best) | GFLOP/s | % of peak | peak source |",
-                  "|---|---|---|---:|---:|---:|---:|---|"]
-        for info in sorted(rows, key=lambda row: -(row.get("samples_per_s") or 0)):
-            fraction = info.get("fraction_of_peak")
-            lines.append(f"| {info.get('backend')} | {info.get('mode')}{' (known broken)' if info.get('known_broken') else ''}"
-                         f" | {info.get('device')} | {_fmt(info.get('samples_per_s'))} | "
-                         f"{_fmt(info.get('samples_per_s_best'))} | {_fmt(info.get('gflops'))} | "
-                         f"{'—' if fraction is None else f'{fraction * 100:.1f} %'} | {info.get('peak_source') or '—'} |")
-        lines.append("")
-    untimed = [(backend, outcome) for backend, document in results.items()
-               for outcome in (document.get("mnist_bench") or {}).get("outcomes", []) if outcome["outcome"] != "passed"]
-    if untimed:
-        lines += ["### Not timed", "", "| backend | benchmark | outcome | reason |", "|---|---|---|---|"]
-        for backend, outcome in untimed:
-            reason = " ".join(str(outcome.get("reason") or "").split())[:300].replace("|", "\\|")
-            lines.append(f"| {backend} | {outcome['test'].split('::')[-1]} | {outcome['outcome']} | {reason} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def regressions(log_text: str) -> str:
     """pytest-benchmark's list of failed regression checks, from a pytest log."""
     after = log_text[log_text.index(REGRESSION_MARK):].splitlines()[1:]
@@ -236,7 +175,7 @@ def run(args, extra: list[str]) -> int:
     peak_file = None
     if not args.no_peak_probe:
         result = peak.measure_subprocess(args.threads)
-        peak_file = out / PEAK_FILE
+        peak_file = out / summary.PEAK_FILE
         peak_file.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(f"fp32 matmul peak (NumPy, {args.threads} threads): {result['gflops']:,.1f} GFLOP/s")
     failed = []
@@ -262,11 +201,11 @@ def run(args, extra: list[str]) -> int:
         else:
             why = f"timed out after {args.timeout:g} s" if code is None else f"pytest exited with {code}"
             print(f"{backend}: FAILED, {why}; log {log_path}\n{text[-3000:]}", file=sys.stderr)
-    if load_run(out):
-        summary = table(out)
-        (out / SUMMARY_FILE).write_text(f"# Benchmarks\n\n`{shlex.join(['python', '-m', 'bench.benchmarks', *sys.argv[1:]])}`"
-                                        f"\n\n{summary}\n", encoding="utf-8")
-        print("\n" + summary)
+    if summary.load_run(out):
+        text = summary.table(out)
+        (out / summary.SUMMARY_FILE).write_text(f"# Benchmarks\n\n`{shlex.join(['python', '-m', 'bench.benchmarks', *sys.argv[1:]])}`"
+                                        f"\n\n{text}\n", encoding="utf-8")
+        print("\n" + text)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -280,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.table:
-            print(table(args.table))
+            print(summary.table(args.table))
             return EXIT_OK
         return run(args, extra)
     except suite.SuiteError as exc:
