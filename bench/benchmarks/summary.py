@@ -32,6 +32,13 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
+def contention_mark(block: dict | None) -> str:
+    """`` ⚠ contended 43 %`` when other processes used more than the threshold of the CPUs during the rounds."""
+    if block and block.get("contended"):
+        return f" ⚠ contended {block['other_share'] * 100:.0f} %"
+    return ""
+
+
 def table(run_dir: Path) -> str:
     """Markdown: per (step, batch size) one table, backends side by side, fastest first; then what was not timed."""
     results = load_run(run_dir)
@@ -56,7 +63,7 @@ def table(run_dir: Path) -> str:
         for info in sorted(rows, key=lambda row: -(row.get("samples_per_s") or 0)):
             fraction = info.get("fraction_of_peak")
             lines.append(f"| {info.get('backend')} | {info.get('mode')}{' (known broken)' if info.get('known_broken') else ''}"
-                         f" | {info.get('device')} | {_fmt(info.get('samples_per_s'))} | "
+                         f" | {info.get('device')} | {_fmt(info.get('samples_per_s'))}{contention_mark(info.get('contention'))} | "
                          f"{_fmt(info.get('samples_per_s_best'))} | {_fmt(info.get('gflops'))} | "
                          f"{'—' if fraction is None else f'{fraction * 100:.1f} %'} | {info.get('peak_source') or '—'} |")
         lines.append("")
