@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from bench.benchmarks import driver, suite
+from bench import stats
+from bench.benchmarks import driver, suite, summary
 from common import registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUICK_TIMEOUT_S = 900
+QUIET_WAIT_KEYS = {"other_share", "threshold", "quiet", "waited_s", "cpus", "required", "max_wait_s", "if_busy",
+                   "pass", "passes"}
+# torch eager and tuned, batch 64, 2 rounds of 2 steps, 1 thread: about 15 s a pass on the 2-core dev VM.
+SMALL_RUN = ("--quick", "--backends", "torch", "--modes", "eager,tuned", "--threads", "1", "--no-peak-probe")
+SMALL_TIMEOUT_S = 300
 
 
 def _driver(*args: str, timeout: float = QUICK_TIMEOUT_S) -> subprocess.CompletedProcess:
@@ -34,9 +43,23 @@ def _driver(*args: str, timeout: float = QUICK_TIMEOUT_S) -> subprocess.Complete
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, shared_data_dir):
     out = tmp_path_factory.mktemp("benchmarks") / "run"
-    proc = _driver("--quick", "--out", str(out), "--data-dir", str(shared_data_dir))
+    # A short quiet-wait: this run proves the suite works, not that the machine is quiet.
+    proc = _driver("--quick", "--quiet-wait", "10", "--out", str(out), "--data-dir", str(shared_data_dir))
     assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return out, proc
+
+
+def _check_contention(block: dict, rounds: int) -> None:
+    """A benchmark's machine record: one interval per timed round, shares of the pinned CPUs."""
+    assert block["version"] == 1 and block["cpus"] and block["threshold"] == 0.05
+    # A round shorter than the kernel's clock tick (10 ms) moves no /proc/stat counter and gives no
+    # interval, hence "at most"; quick rounds of a fast backend can all be that short: nothing measured.
+    assert 0 <= block["intervals"] <= rounds
+    if block["intervals"] == 0:
+        assert block["other_share"] is None and block["contended"] is None
+        return
+    assert 0.0 <= block["other_share"] <= 1.0 and block["own_share"] > 0
+    assert block["contended"] == (block["other_share"] > block["threshold"])
 
 
 def _expected_cases() -> list[tuple[str, str, str]]:
@@ -47,12 +70,13 @@ def _expected_cases() -> list[tuple[str, str, str]]:
 @pytest.mark.timeout(QUICK_TIMEOUT_S)
 def test_quick_run_times_every_backend_and_mode(quick_run):
     out, proc = quick_run
-    peak = json.loads((out / driver.PEAK_FILE).read_text())
+    peak = json.loads((out / summary.PEAK_FILE).read_text())
     assert peak["gflops"] > 0 and peak["source"] == "numpy"
-    results = driver.load_run(out)
+    results = summary.load_run(out)
     assert set(results) == set(registry.BACKENDS)
     for backend, document in results.items():
         timed = {(b["extra_info"]["mode"], b["extra_info"]["step"]): b for b in document["benchmarks"]}
+        assert QUIET_WAIT_KEYS <= set(document["mnist_bench"]["quiet_wait"])
         outcomes = {o["test"].split("::")[-1]: o for o in document["mnist_bench"]["outcomes"]}
         for mode in registry.MODES[backend]:
             broken = suite.known_broken(backend, mode, "cpu")
@@ -83,9 +107,10 @@ def test_quick_run_times_every_backend_and_mode(quick_run):
                 assert info["framework_matmul_gflops"] > 0
                 assert info["versions"]["numpy"] and any(pkg in info["versions"] for pkg in registry.entry(backend).packages)
                 assert info["threads"]["requested"] >= 1
+                _check_contention(info["contention"], rounds=2)
         assert len(timed) == sum(not suite.known_broken(backend, m, "cpu") for m in registry.MODES[backend]) * 2
     # The side-by-side table names every timed case and every untimed one.
-    summary = (out / driver.SUMMARY_FILE).read_text()
+    summary = (out / summary.SUMMARY_FILE).read_text()
     for backend, mode, step in _expected_cases():
         assert f"{backend}-{mode}-b64" in summary or f"| {backend} | {mode} |" in summary
     assert "### train step, batch 64" in summary and "### eval step, batch 64" in summary
@@ -104,8 +129,9 @@ def test_compare_fails_on_a_regression_and_only_there(quick_run, tmp_path, share
     base = tmp_path / "base"
     base.mkdir()
     (base / "torch.json").write_text(json.dumps(document))
-    proc = _driver("--quick", "--backends", "torch", "--modes", "eager", "--no-peak-probe", "--compare", str(base),
-                   "--compare-fail", "median:10%", "--out", str(tmp_path / "new"), "--data-dir", str(shared_data_dir))
+    proc = _driver("--quick", "--quiet-wait", "10", "--backends", "torch", "--modes", "eager", "--no-peak-probe",
+                   "--compare", str(base), "--compare-fail", "median:10%", "--out", str(tmp_path / "new"),
+                   "--data-dir", str(shared_data_dir))
     assert proc.returncode == driver.EXIT_FAILED, proc.stdout + proc.stderr
     assert "REGRESSED" in proc.stderr
     failures = [line for line in proc.stderr.splitlines() if "has failed" in line]
@@ -133,6 +159,9 @@ def test_driver_refuses_bad_input_before_running(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "no_such_package_mnist_bench" in err and ".[jax]" in err
     assert not any((tmp_path / name).exists() for name in "abcde")  # nothing ran, nothing written
+    assert driver.main(["--backends", "torch", "--repeat", "0", "--out", str(tmp_path / "f")]) == driver.EXIT_USAGE
+    assert "--repeat must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()
 
 
 def test_suite_without_a_backend_is_a_usage_error():
@@ -167,3 +196,120 @@ def test_round_sizes_and_flops():
     assert suite.flops_per_sample("eval", recipe) == 23_984_896
     with pytest.raises(suite.SuiteError):
         suite.parse_batch_sizes("64,0")
+
+
+# --- the machine: quiet before each process, contention during each benchmark, interleaved passes ----------
+
+
+@pytest.mark.timeout(SMALL_TIMEOUT_S)
+def test_repeat_runs_interleaved_passes_and_gives_paired_ratios(tmp_path, shared_data_dir):
+    out = tmp_path / "run"
+    proc = _driver(*SMALL_RUN, "--repeat", "2", "--quiet-wait", "10", "--out", str(out),
+                   "--data-dir", str(shared_data_dir), timeout=SMALL_TIMEOUT_S)
+    assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert sorted(path.name for path in out.glob("*.json")) == ["torch.pass1.json", "torch.pass2.json"]
+    passes = summary.load_passes(out)
+    assert set(passes) == {"torch"} and set(passes["torch"]) == {1, 2}
+    for number, document in passes["torch"].items():
+        wait = document["mnist_bench"]["quiet_wait"]
+        assert QUIET_WAIT_KEYS <= set(wait) and (wait["pass"], wait["passes"]) == (number, 2)
+        assert wait["required"] and wait["max_wait_s"] == 10 and wait["cpus"] == [min(os.sched_getaffinity(0))]
+        assert len(document["benchmarks"]) == 4  # eager and tuned, train and eval
+        for bench in document["benchmarks"]:
+            _check_contention(bench["extra_info"]["contention"], rounds=2)
+            assert bench["extra_info"]["contention"]["cpus"] == wait["cpus"]
+    # Each (step, batch) has a median over passes and, for the slower mode, a paired ratio with its interval.
+    text = (out / summary.SUMMARY_FILE).read_text()
+    assert "2 interleaved passes." in text and summary.ORDER_NOTE in text
+    for step in suite.STEP_KINDS:
+        section = text.split(f"### {suite.group_name(step, 64)}")[1].split("###")[0]
+        assert section.count("| fastest |") == 1
+        assert re.search(r"\| \d+\.\d\dx \[\d+\.\d\d, \d+\.\d\d\] \|", section), section
+    assert "### The machine before each pytest process" in text
+    order = [line for line in proc.stdout.splitlines() if line.endswith(": running ...")]
+    assert order == ["torch (pass 1/2): running ...", "torch (pass 2/2): running ..."]
+
+
+def test_passes_interleave_backends():
+    assert driver.plan(["torch", "tensorflow", "jax"], 2) == [
+        (1, "torch"), (1, "tensorflow"), (1, "jax"), (2, "torch"), (2, "tensorflow"), (2, "jax")]
+    assert summary.result_stem("torch", 1, 1) == "torch"  # one pass: --compare still finds <backend>.json
+    assert summary.result_stem("torch", 2, 3) == "torch.pass2"
+
+
+def _saved_benchmark(backend: str, mode: str, speed: float, other_share: float) -> dict:
+    contention_block = {"other_share": other_share, "threshold": 0.05, "contended": other_share > 0.05}
+    return {"extra_info": {"backend": backend, "mode": mode, "step": "train", "batch_size": 64,
+                           "samples_per_s": speed, "contention": contention_block}}
+
+
+def test_summary_of_two_backends_over_passes_pairs_pass_k_with_pass_k(tmp_path):
+    """torch is faster in every pass; jax's second pass shared its CPUs with other work."""
+    torch_speeds, jax_speeds = [300.0, 330.0, 310.0], [200.0, 230.0, 205.0]
+    for number, (torch_speed, jax_speed) in enumerate(zip(torch_speeds, jax_speeds), start=1):
+        for backend, mode, speed in (("torch", "eager", torch_speed), ("jax", "compiled", jax_speed)):
+            document = {"datetime": f"2026-01-01T00:0{number}:{'00' if backend == 'torch' else '30'}",
+                        "benchmarks": [_saved_benchmark(backend, mode, speed, 0.43 if backend == "jax" and number == 2
+                                                        else 0.01)],
+                        "mnist_bench": {"outcomes": [], "quiet_wait": {
+                            "other_share": 0.01, "threshold": 0.03, "quiet": True, "waited_s": 1.0, "cpus": [0]}}}
+            (tmp_path / f"{backend}.pass{number}.json").write_text(json.dumps(document))
+    text = summary.table(tmp_path)
+    expected = stats.paired_ratio(torch_speeds, jax_speeds).text()
+    jax_row = next(line for line in text.splitlines() if line.startswith("| jax | compiled |"))
+    assert f"| {expected} |" in jax_row and expected.startswith("1.4") and "[" in expected
+    assert "| 205 | 200, 230, 205 |" in jax_row  # the median over passes, then each pass
+    assert "pass 2 ⚠ contended 43 %" in jax_row
+    assert "| torch | eager | 310 | 300, 330, 310 | fastest |" in text
+    # The machine table lists the six processes in the order they ran: torch, jax, torch, jax, ...
+    ran = [line.split("|")[2:4] for line in text.splitlines() if re.match(r"\| \d \| (torch|jax) \|", line)]
+    assert [(b.strip(), int(n)) for b, n in ran] == [("torch", 1), ("jax", 1), ("torch", 2), ("jax", 2),
+                                                    ("torch", 3), ("jax", 3)]
+
+
+def test_monitor_covers_exactly_the_timed_rounds():
+    """pedantic calls setup before and teardown after every round, warm-ups first: only timed rounds count."""
+    watch = suite.TimedRoundsMonitor(lambda: ((), {}), warmup_rounds=2, cpus=[min(os.sched_getaffinity(0))])
+    for round_number in range(5):  # 2 warm-up rounds, then 3 timed ones
+        watch.setup()
+        assert watch.monitor.available == (round_number >= 2)
+        time.sleep(0.03)  # the "round": a few clock ticks, so /proc/stat moves
+        watch.teardown()
+    assert len(watch.monitor.readings) == 4  # a start and one reading after each timed round
+    assert watch.monitor.summary()["intervals"] == 3
+
+
+@pytest.mark.timeout(SMALL_TIMEOUT_S)
+def test_a_cpu_hog_on_the_benchmark_cpu_is_caught(tmp_path, shared_data_dir):
+    """A busy loop pinned to the one CPU the suite uses: --if-busy stop refuses to start; proceed runs and says so."""
+    cpu = min(os.sched_getaffinity(0))  # what --threads 1 pins to (contention.pinned_cpus(1))
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(hog.pid, [cpu])
+        stopped = _driver(*SMALL_RUN, "--modes", "eager", "--quiet-wait", "0", "--if-busy", "stop",
+                          "--out", str(tmp_path / "stop"), "--data-dir", str(shared_data_dir), timeout=120)
+        assert stopped.returncode == driver.EXIT_FAILED, stopped.stdout + stopped.stderr
+        assert re.search(rf"STOPPED, the machine is busy: other processes used \d+% of CPUs {cpu} ", stopped.stderr)
+        assert "busiest: pid " in stopped.stderr
+        assert not list((tmp_path / "stop").glob("*.json"))  # no pytest process was started
+
+        out = tmp_path / "proceed"
+        proc = _driver(*SMALL_RUN, "--modes", "eager", "--quiet-wait", "0", "--out", str(out),
+                       "--data-dir", str(shared_data_dir), timeout=SMALL_TIMEOUT_S)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert "⚠ machine busy, going on" in proc.stdout
+    document = summary.load_run(out)["torch"]
+    wait = document["mnist_bench"]["quiet_wait"]
+    assert not wait["quiet"] and wait["other_share"] > 0.2 and wait["busiest"]
+    # The hog takes about half of the CPU (one runnable process beside ours): far above the 5 % threshold.
+    assert len(document["benchmarks"]) == 2
+    for bench in document["benchmarks"]:
+        block = bench["extra_info"]["contention"]
+        assert block["contended"] is True and block["other_share"] > 0.2, block
+    text = (out / summary.SUMMARY_FILE).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| torch | eager |")]
+    assert len(rows) == 2 and all("⚠ contended" in row for row in rows), rows
+    assert "⚠ busy: went on, its figures are contended" in text

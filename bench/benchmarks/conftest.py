@@ -43,6 +43,8 @@ def pytest_addoption(parser):
     group.addoption("--mnist-no-peak-probe", action="store_true", help="measure no matmul peak (fraction_of_peak null)")
     group.addoption("--mnist-allow-known-broken", action="store_true",
                     help="time (backend, mode, device) combinations known to compute wrong results")
+    group.addoption("--mnist-quiet-wait", metavar="JSON",
+                    help="the driver's quiet-wait result before this process (recorded in the JSON's mnist_bench block)")
 
 
 def _settings(config) -> suite.Settings:
@@ -63,12 +65,19 @@ def _settings(config) -> suite.Settings:
     for name in ("--mnist-warmup-rounds", "--mnist-chunk-steps"):
         if option(name) < 0:
             raise pytest.UsageError(f"{name} must be 0 or more, got {option(name)}")
+    quiet_wait = None
+    if option("--mnist-quiet-wait"):
+        try:
+            quiet_wait = json.loads(option("--mnist-quiet-wait"))
+        except json.JSONDecodeError as exc:
+            raise pytest.UsageError(f"--mnist-quiet-wait must be a JSON object: {exc}") from None
     return suite.Settings(
         backend=backend, modes=modes, device=option("--mnist-device"), batch_sizes=batch_sizes,
         rounds=option("--mnist-rounds"), warmup_rounds=option("--mnist-warmup-rounds"),
         chunk_steps=option("--mnist-chunk-steps"), threads=option("--mnist-threads"),
         data_dir=option("--mnist-data-dir"), peak_file=option("--mnist-peak-file"),
         peak_probe=not option("--mnist-no-peak-probe"), allow_known_broken=option("--mnist-allow-known-broken"),
+        quiet_wait=quiet_wait,
     )
 
 
@@ -122,6 +131,7 @@ def _mnist_bench_block(config) -> dict:
         "threads": config.stash[THREADS],
         "matmul_peak": peaks.get("cpu"),
         "framework_matmul_peak": peaks.get("framework"),
+        "quiet_wait": settings.quiet_wait,
         "outcomes": config.stash[OUTCOMES],
     }
 

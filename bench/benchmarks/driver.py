@@ -9,9 +9,18 @@ Measures NumPy's fp32 matmul peak once (``peak.json``), then runs
 pytest-benchmark (``--benchmark-compare`` with ``--benchmark-compare-fail``,
 default ``median:10%``), which fails the run on a regression.
 
+Before each pytest process the driver waits, up to ``--quiet-wait`` seconds, for
+the CPUs it pins to to be quiet (:func:`common.contention.wait_for_quiet`); what
+it saw is the JSON's ``mnist_bench.quiet_wait``. Still busy: ``--if-busy proceed``
+goes on and the figures say they are contended; ``stop`` exits 1. ``--repeat N``
+runs N passes, each backend once per pass in turn, saving
+``<backend>.pass<k>.json``; the summary then gives medians over passes and paired
+ratio intervals.
+
 Exit codes: 0 every benchmark ran (known-broken combinations are reported, not
-timed); 1 a benchmark failed or regressed; 2 bad input; 130 interrupted
-(Ctrl-C or SIGTERM: the running pytest process group is killed with it).
+timed); 1 a benchmark failed or regressed, or the machine stayed busy under
+``--if-busy stop``; 2 bad input; 130 interrupted (Ctrl-C or SIGTERM: the running
+pytest process group is killed with it).
 """
 
 from __future__ import annotations
@@ -28,17 +37,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.benchmarks import suite
+from bench.benchmarks import suite, summary
 from bench.harness import child_env
-from common import registry
+from common import contention, registry
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 SUITE_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = REPO_ROOT / "results" / "benchmarks"
-PEAK_FILE = "peak.json"
-SUMMARY_FILE = "summary.md"
 REGRESSION_MARK = "Performance has regressed"
+DEFAULT_QUIET_WAIT_S = 120.0
 QUICK = {"rounds": 2, "warmup_rounds": 1, "batch_sizes": "64", "chunk_steps": 2}
 
 
@@ -73,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "median:10%%; repeatable)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per backend (default 3600)")
     parser.add_argument("--table", type=Path, metavar="RUN_DIR", help="only print the table of a saved run")
+    parser.add_argument("--require-quiet", action=argparse.BooleanOptionalAction, default=True,
+                        help="before each pytest process, wait for the CPUs it pins to to be quiet (default: on)")
+    parser.add_argument("--quiet-wait", type=float, default=DEFAULT_QUIET_WAIT_S, metavar="S",
+                        help=f"longest wait for a quiet machine, in seconds (default {DEFAULT_QUIET_WAIT_S:g})")
+    parser.add_argument("--if-busy", choices=("proceed", "stop"), default="proceed",
+                        help="still busy after the wait: proceed (default; that backend's figures are marked "
+                             "contended) or stop (exit 1)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run every backend N times in interleaved passes (torch, tensorflow, jax, torch, ...); "
+                             "N >= 2 gives medians over passes and paired ratio intervals (default 1)")
     return parser
 
 
@@ -92,7 +110,7 @@ def _resolved(args) -> dict:
 
 
 def pytest_command(backend: str, args, resolved: dict, json_path: Path, peak_file: Path | None,
-                   extra: list[str]) -> list[str]:
+                   extra: list[str], quiet_wait: dict | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", str(SUITE_DIR), "-p", "no:cacheprovider",
            "--mnist-backend", backend, "--mnist-modes", args.modes, "--mnist-device", args.device,
            "--mnist-batch-sizes", resolved["batch_sizes"], "--mnist-rounds", str(resolved["rounds"]),
@@ -106,6 +124,8 @@ def pytest_command(backend: str, args, resolved: dict, json_path: Path, peak_fil
         cmd.append("--mnist-no-peak-probe")
     if args.allow_known_broken:
         cmd.append("--mnist-allow-known-broken")
+    if quiet_wait is not None:
+        cmd += ["--mnist-quiet-wait", json.dumps(quiet_wait)]
     if args.compare:
         cmd.append(f"--benchmark-compare={(args.compare / f'{backend}.json').resolve()}")
         for rule in args.compare_fail or ["median:10%"]:
@@ -130,6 +150,8 @@ def _check(args, resolved: dict) -> dict[str, tuple[str, ...]]:
     suite.parse_batch_sizes(resolved["batch_sizes"])
     if resolved["rounds"] < 1 or resolved["warmup_rounds"] < 0 or resolved["chunk_steps"] < 0 or args.threads < 1:
         raise suite.SuiteError("--rounds and --threads must be at least 1; --warmup-rounds and --chunk-steps 0 or more")
+    if args.repeat < 1 or args.quiet_wait < 0:
+        raise suite.SuiteError("--repeat must be at least 1 and --quiet-wait 0 or more")
     if args.compare_fail and not args.compare:
         raise suite.SuiteError("--compare-fail needs --compare BASE_DIR")
     if args.compare:
@@ -138,65 +160,6 @@ def _check(args, resolved: dict) -> dict[str, tuple[str, ...]]:
         if missing:
             raise suite.SuiteError("nothing to compare with: " + ", ".join(missing) + " not found")
     return modes
-
-
-# --- reading results ----------------------------------------------------------------------
-
-
-def load_run(run_dir: Path) -> dict[str, dict]:
-    """``{backend: pytest-benchmark JSON}`` for every ``<backend>.json`` in ``run_dir``."""
-    found = {}
-    for path in sorted(Path(run_dir).glob("*.json")):
-        if path.stem in registry.BACKENDS:
-            found[path.stem] = json.loads(path.read_text(encoding="utf-8"))
-    return found
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
-
-
-def table(run_dir: Path) -> str:
-    """Markdown: per (step, batch size) one table, backends side by side, fastest first; then what was not timed."""
-    results = load_run(run_dir)
-    if not results:
-        raise suite.SuiteError(f"{run_dir}: holds no <backend>.json benchmark results")
-    lines = []
-    peak_path = Path(run_dir) / PEAK_FILE
-    if peak_path.is_file():
-        cpu = json.loads(peak_path.read_text(encoding="utf-8"))
-        lines += [f"fp32 matmul peak (NumPy, {cpu.get('threads')} threads, {cpu.get('blas')}): "
-                  f"{_fmt(cpu['gflops'])} GFLOP/s", ""]
-    groups: dict[tuple[str, int], list[dict]] = {}
-    for document in results.values():
-        for bench in document.get("benchmarks", []):
-            info = bench.get("extra_info") or {}
-            groups.setdefault((info.get("step", "?"), info.get("batch_size", 0)), []).append(info)
-    order = {step: index for index, step in enumerate(suite.STEP_KINDS)}
-    for (step, batch), rows in sorted(groups.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1])):
-        lines += [f"### {suite.group_name(step, batch)}", "",
-                  "| backend | mode | device | samples/s (median) | samples/s (best) | GFLOP/s | % of peak | peak source |",
-                  "|---|---|---|---:|---:|---:|---:|---|"]
-        for info in sorted(rows, key=lambda row: -(row.get("samples_per_s") or 0)):
-            fraction = info.get("fraction_of_peak")
-            lines.append(f"| {info.get('backend')} | {info.get('mode')}{' (known broken)' if info.get('known_broken') else ''}"
-                         f" | {info.get('device')} | {_fmt(info.get('samples_per_s'))} | "
-                         f"{_fmt(info.get('samples_per_s_best'))} | {_fmt(info.get('gflops'))} | "
-                         f"{'—' if fraction is None else f'{fraction * 100:.1f} %'} | {info.get('peak_source') or '—'} |")
-        lines.append("")
-    untimed = [(backend, outcome) for backend, document in results.items()
-               for outcome in (document.get("mnist_bench") or {}).get("outcomes", []) if outcome["outcome"] != "passed"]
-    if untimed:
-        lines += ["### Not timed", "", "| backend | benchmark | outcome | reason |", "|---|---|---|---|"]
-        for backend, outcome in untimed:
-            reason = " ".join(str(outcome.get("reason") or "").split())[:300].replace("|", "\\|")
-            lines.append(f"| {backend} | {outcome['test'].split('::')[-1]} | {outcome['outcome']} | {reason} |")
-        lines.append("")
-    return "\n".join(lines)
 
 
 def regressions(log_text: str) -> str:
@@ -224,6 +187,60 @@ def _run_pytest(cmd: list[str], log, timeout: float) -> int | None:
             proc.wait()
 
 
+def plan(backends: list[str], passes: int) -> list[tuple[int, str]]:
+    """(pass, backend) in running order: every backend once per pass, so drift over the run hits each alike."""
+    return [(number, backend) for number in range(1, passes + 1) for backend in backends]
+
+
+def _label(backend: str, number: int, passes: int) -> str:
+    return backend if passes == 1 else f"{backend} (pass {number}/{passes})"
+
+
+def _busiest_text(processes: list[dict]) -> str:
+    return ", ".join(f"pid {p['pid']} {p['cpu_share']:.0%} {p['command']}" for p in processes) or "none seen"
+
+
+def check_machine(args, cpus: list[int], label: str) -> dict:
+    """Wait (as asked) for ``cpus`` to be quiet before a pytest process; return its ``quiet_wait`` block.
+
+    Without ``--require-quiet`` one window is still measured, so the record says what the machine was doing.
+    """
+    def say(text: str) -> None:
+        print(f"{label}: {text}", flush=True)
+
+    max_wait = args.quiet_wait if args.require_quiet else 0.0
+    wait = contention.wait_for_quiet(cpus, max_wait, say)
+    block = {**wait, "cpus": cpus, "required": args.require_quiet, "max_wait_s": max_wait, "if_busy": args.if_busy}
+    if not wait["quiet"]:
+        block["busiest"] = contention.busiest(exclude=[os.getpid()])
+    return block
+
+
+def _run_backend(backend: str, number: int, args, resolved: dict, out: Path, peak_file: Path | None,
+                 extra: list[str], quiet_wait: dict) -> bool:
+    """One pytest process; True if every benchmark ran (and none regressed)."""
+    label = _label(backend, number, args.repeat)
+    stem = summary.result_stem(backend, number, args.repeat)
+    json_path, log_path = out / f"{stem}.json", out / f"{stem}.log"
+    json_path.unlink(missing_ok=True)
+    cmd = pytest_command(backend, args, resolved, json_path, peak_file, extra, quiet_wait)
+    print(f"{label}: running ...", flush=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write(shlex.join(cmd) + "\n\n")
+        log.flush()
+        code = _run_pytest(cmd, log, args.timeout)
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    if code == 0:
+        print(f"{label}: ok ({json_path.name}, log {log_path.name})")
+        return True
+    if REGRESSION_MARK in text:
+        print(f"{label}: REGRESSED against {args.compare} (log {log_path}):\n{regressions(text)}", file=sys.stderr)
+    else:
+        why = f"timed out after {args.timeout:g} s" if code is None else f"pytest exited with {code}"
+        print(f"{label}: FAILED, {why}; log {log_path}\n{text[-3000:]}", file=sys.stderr)
+    return False
+
+
 def run(args, extra: list[str]) -> int:
     from common import peak
 
@@ -233,40 +250,46 @@ def run(args, extra: list[str]) -> int:
     out = args.out or DEFAULT_OUT / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     out.mkdir(parents=True, exist_ok=True)
     print(f"benchmark results: {out}")
+    cpus = contention.pinned_cpus(args.threads)  # what every pytest process pins to (bench.worker.configure_process)
     peak_file = None
     if not args.no_peak_probe:
         result = peak.measure_subprocess(args.threads)
-        peak_file = out / PEAK_FILE
+        peak_file = out / summary.PEAK_FILE
         peak_file.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(f"fp32 matmul peak (NumPy, {args.threads} threads): {result['gflops']:,.1f} GFLOP/s")
-    failed = []
     for backend, backend_modes in modes.items():
         if not backend_modes:
             print(f"{backend}: has none of the modes {args.modes!r}; not run")
-            continue
-        json_path, log_path = out / f"{backend}.json", out / f"{backend}.log"
-        json_path.unlink(missing_ok=True)
-        cmd = pytest_command(backend, args, resolved, json_path, peak_file, extra)
-        print(f"{backend}: {', '.join(backend_modes)} ...", flush=True)
-        with open(log_path, "w", encoding="utf-8") as log:
-            log.write(shlex.join(cmd) + "\n\n")
-            log.flush()
-            code = _run_pytest(cmd, log, args.timeout)
-        text = log_path.read_text(encoding="utf-8", errors="replace")
-        if code == 0:
-            print(f"{backend}: ok ({json_path.name}, log {log_path.name})")
-            continue
-        failed.append(backend)
-        if REGRESSION_MARK in text:
-            print(f"{backend}: REGRESSED against {args.compare} (log {log_path}):\n{regressions(text)}", file=sys.stderr)
         else:
-            why = f"timed out after {args.timeout:g} s" if code is None else f"pytest exited with {code}"
-            print(f"{backend}: FAILED, {why}; log {log_path}\n{text[-3000:]}", file=sys.stderr)
-    if load_run(out):
-        summary = table(out)
-        (out / SUMMARY_FILE).write_text(f"# Benchmarks\n\n`{shlex.join(['python', '-m', 'bench.benchmarks', *sys.argv[1:]])}`"
-                                        f"\n\n{summary}\n", encoding="utf-8")
-        print("\n" + summary)
+            print(f"{backend}: {', '.join(backend_modes)}")
+    failed, stopped = [], False
+    for number, backend in plan([name for name, names in modes.items() if names], args.repeat):
+        label = _label(backend, number, args.repeat)
+        quiet_wait = {**check_machine(args, cpus, label), "pass": number, "passes": args.repeat}
+        if quiet_wait["quiet"]:
+            print(f"{label}: machine quiet: other processes used {quiet_wait['other_share'] or 0:.0%} of "
+                  f"CPUs {','.join(map(str, cpus))}")
+        else:
+            busy = (f"other processes used {quiet_wait['other_share']:.0%} of CPUs {','.join(map(str, cpus))} "
+                    f"(quiet is {quiet_wait['threshold']:.0%} or less) after {quiet_wait['waited_s']:g} s; "
+                    f"busiest: {_busiest_text(quiet_wait['busiest'])}")
+            if args.require_quiet and args.if_busy == "stop":
+                print(f"{label}: STOPPED, the machine is busy: {busy}. Nothing more was run; wait for a quiet "
+                      "machine, or go on anyway with --if-busy proceed", file=sys.stderr)
+                failed.append(backend)
+                stopped = True
+                break
+            print(f"{label}: ⚠ machine busy, going on: {busy}. Its figures are contended: see each benchmark's "
+                  "contention in the table", flush=True)
+        if not _run_backend(backend, number, args, resolved, out, peak_file, extra, quiet_wait):
+            failed.append(backend)
+    if summary.load_passes(out):
+        text = summary.table(out)
+        command = shlex.join(["python", "-m", "bench.benchmarks", *sys.argv[1:]])
+        (out / summary.SUMMARY_FILE).write_text(f"# Benchmarks\n\n`{command}`\n\n{text}\n", encoding="utf-8")
+        print("\n" + text)
+    if stopped:
+        print("stopped before every backend ran: the machine was busy (--if-busy stop)", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -280,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.table:
-            print(table(args.table))
+            print(summary.table(args.table))
             return EXIT_OK
         return run(args, extra)
     except suite.SuiteError as exc:

@@ -12,6 +12,10 @@ What one round measures:
 batch 64, as the harness's chunks; 3 at batch 512) unless ``--mnist-chunk-steps``
 says otherwise. Batches are gathered and stacked by the pedantic ``setup``, off
 the clock. Samples/s is ``k * batch / median round time``.
+
+Each benchmark also measures its own machine: a :class:`common.contention.Monitor`
+covers its timed rounds (:class:`TimedRoundsMonitor`), and its summary is the
+benchmark's ``extra_info["contention"]``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from common import flops, registry
+from common import contention, flops, registry
 from common.recipe import Recipe
 
 DEFAULT_BATCH_SIZES = (64, 512)
@@ -32,6 +36,7 @@ EXTRA_INFO_KEYS = (
     "backend", "mode", "device", "step", "batch_size", "steps_per_round", "samples_per_round", "rounds",
     "warmup_rounds", "samples_per_s", "samples_per_s_best", "flops_per_sample", "gflops", "peak_gflops",
     "peak_source", "fraction_of_peak", "framework_matmul_gflops", "versions", "threads", "device_info",
+    "contention",
 )
 
 
@@ -53,6 +58,7 @@ class Settings:
     peak_file: str | None
     peak_probe: bool
     allow_known_broken: bool
+    quiet_wait: dict | None = None  # what the driver saw before starting this process; None when run by hand
 
 
 def check_backend(name: str) -> None:
@@ -110,3 +116,34 @@ def flops_per_sample(step: str, recipe: Recipe) -> int:
 
 def known_broken(backend: str, mode: str, device: str) -> str | None:
     return registry.KNOWN_BROKEN.get((backend, mode, device))
+
+
+class TimedRoundsMonitor:
+    """A :class:`common.contention.Monitor` over exactly the timed rounds of one ``benchmark.pedantic``.
+
+    pedantic calls ``setup`` before every round, warm-up rounds first, and
+    ``teardown`` after every round. The monitor starts once the first timed
+    round's batches are gathered, just before its clock runs, and is read after
+    each timed round, so its summary has one interval per round. Warm-up rounds
+    (compilation) are left out; the next round's ``setup`` falls inside an
+    interval, but that is this process's own CPU time, never counted as other work.
+    """
+
+    def __init__(self, gather, warmup_rounds: int, cpus: list[int], harness: int | None = None) -> None:
+        self.gather = gather
+        self.warmup_rounds = warmup_rounds
+        self.monitor = contention.Monitor(list(cpus), harness=harness)
+        self._setups = 0
+        self._teardowns = 0
+
+    def setup(self):
+        arguments = self.gather()
+        self._setups += 1
+        if self._setups == self.warmup_rounds + 1:
+            self.monitor.start()
+        return arguments
+
+    def teardown(self, *args, **kwargs) -> None:
+        self._teardowns += 1
+        if self._teardowns > self.warmup_rounds:
+            self.monitor.sample()

@@ -5,12 +5,15 @@ stacks the next round's real MNIST batches off the clock; ``warmup_rounds``
 untimed rounds absorb tracing and compilation; each of ``rounds`` timed rounds is
 one ``train_chunk`` (k SGD steps) or one ``logits`` call (k evaluation batches),
 and ends with the results copied to the host, which synchronises the device
-inside the timed function. See :mod:`bench.benchmarks.suite`.
+inside the timed function. A contention monitor is read around the timed
+rounds (pedantic's ``setup`` and ``teardown``, off the clock) and its summary is
+``extra_info["contention"]``. See :mod:`bench.benchmarks.suite`.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import platform
 
 import numpy as np
@@ -54,7 +57,11 @@ def _benchmark_step(step, mode, batch_size, benchmark, request, settings, backen
         target, rounds = backend.logits, _eval_rounds(arrays, steps * batch_size)
     device_peak = framework_peaks(device)  # measured before the clock runs, once per session
     benchmark.group = suite.group_name(step, batch_size)
-    result = benchmark.pedantic(target, setup=lambda: next(rounds), rounds=settings.rounds,
+    # Other processes on our CPUs slow the rounds down: measure them over exactly these rounds.
+    # The parent is the driver when there is one; its CPU time is reported apart from other work.
+    watch = suite.TimedRoundsMonitor(lambda: next(rounds), settings.warmup_rounds,
+                                     request.config.stash[conftest.THREADS]["affinity"], harness=os.getppid())
+    result = benchmark.pedantic(target, setup=watch.setup, teardown=watch.teardown, rounds=settings.rounds,
                                 warmup_rounds=settings.warmup_rounds, iterations=1)
 
     # The timed work was real: one finite loss per step, or finite logits for every image.
@@ -91,6 +98,7 @@ def _benchmark_step(step, mode, batch_size, benchmark, request, settings, backen
         "versions": {**backend.versions(), "numpy": np.__version__, "python": platform.python_version()},
         "threads": request.config.stash[conftest.THREADS],
         "device_info": backend.device_info(),
+        "contention": watch.monitor.summary(),
     })
     if broken:
         benchmark.extra_info["known_broken"] = broken

@@ -1,0 +1,194 @@
+"""Reading a saved benchmark run and rendering its side-by-side tables (``summary.md``).
+
+A run of one pass saves ``<backend>.json``; a run of N interleaved passes
+(``--repeat N``) saves ``<backend>.pass<k>.json``, and its tables give each
+(backend, mode) the median over passes and its ratio to the fastest with a paired
+interval (:func:`bench.stats.paired_ratio`: pass k of one paired with pass k of the
+other). Plain Python: importing this module imports no framework.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+from bench import stats
+from bench.benchmarks import suite
+from common import registry
+
+PEAK_FILE = "peak.json"
+SUMMARY_FILE = "summary.md"
+PASS_STEM = re.compile(r"^(?P<backend>\w+)\.pass(?P<number>\d+)$")
+# Inside one pytest process the benchmarks run in pytest's order (one test function's
+# parameters after another) and each benchmark's rounds back to back: checked with
+# --collect-only, e.g. train[eager-b64], train[eager-b512], train[tuned-b64], ..., eval[eager-b64], ...
+ORDER_NOTE = ("Inside one pytest process nothing is interleaved: each benchmark's rounds run back to back, every "
+              "training step before every evaluation step, mode after mode, and a mode's batch sizes one after the "
+              "other. Only passes (`--repeat N`) interleave: every backend, mode and batch size once per pass.")
+
+
+def result_stem(backend: str, pass_number: int, passes: int) -> str:
+    """``torch`` for a single-pass run (so ``--compare`` finds ``<backend>.json``), else ``torch.pass2``."""
+    return backend if passes == 1 else f"{backend}.pass{pass_number}"
+
+
+def load_run(run_dir: Path) -> dict[str, dict]:
+    """``{backend: pytest-benchmark JSON}`` for every ``<backend>.json`` in ``run_dir``."""
+    found = {}
+    for path in sorted(Path(run_dir).glob("*.json")):
+        if path.stem in registry.BACKENDS:
+            found[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+def load_passes(run_dir: Path) -> dict[str, dict[int, dict]]:
+    """``{backend: {pass: JSON}}``: ``<backend>.json`` is pass 1, ``<backend>.pass<k>.json`` pass k."""
+    found: dict[str, dict[int, dict]] = {}
+    for path in sorted(Path(run_dir).glob("*.json")):
+        match = PASS_STEM.match(path.stem)
+        backend, number = (match["backend"], int(match["number"])) if match else (path.stem, 1)
+        if backend in registry.BACKENDS:
+            found.setdefault(backend, {})[number] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _share(value) -> str:
+    return "—" if value is None else f"{value * 100:.0f} %"
+
+
+def contention_mark(block: dict | None) -> str:
+    """`` ⚠ contended 43 %`` when other processes used more than the threshold of the CPUs during the rounds."""
+    if block and block.get("contended"):
+        return f" ⚠ contended {_share(block['other_share'])}"
+    return ""
+
+
+def _groups(documents) -> dict[tuple[str, int], list[dict]]:
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for document in documents:
+        for bench in document.get("benchmarks", []):
+            info = bench.get("extra_info") or {}
+            groups.setdefault((info.get("step", "?"), info.get("batch_size", 0)), []).append(info)
+    order = {step: index for index, step in enumerate(suite.STEP_KINDS)}
+    return dict(sorted(groups.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1])))
+
+
+def _single_pass_tables(documents: list[dict]) -> list[str]:
+    lines = []
+    for (step, batch), rows in _groups(documents).items():
+        lines += [f"### {suite.group_name(step, batch)}", "",
+                  "| backend | mode | device | samples/s (median) | samples/s (best) | GFLOP/s | % of peak | peak source |",
+                  "|---|---|---|---:|---:|---:|---:|---|"]
+        for info in sorted(rows, key=lambda row: -(row.get("samples_per_s") or 0)):
+            fraction = info.get("fraction_of_peak")
+            lines.append(f"| {info.get('backend')} | {info.get('mode')}{' (known broken)' if info.get('known_broken') else ''}"
+                         f" | {info.get('device')} | {_fmt(info.get('samples_per_s'))}"
+                         f"{contention_mark(info.get('contention'))} | "
+                         f"{_fmt(info.get('samples_per_s_best'))} | {_fmt(info.get('gflops'))} | "
+                         f"{'—' if fraction is None else f'{fraction * 100:.1f} %'} | {info.get('peak_source') or '—'} |")
+        lines.append("")
+    return lines
+
+
+def _pass_tables(passes: dict[str, dict[int, dict]]) -> list[str]:
+    """Per (step, batch size): each (backend, mode)'s median over passes, and fastest ÷ it with a paired interval."""
+    lines = []
+    tagged = [{**document, "benchmarks": [{**bench, "extra_info": {**bench.get("extra_info", {}), "pass": number}}
+                                          for bench in document.get("benchmarks", [])]}
+              for by_pass in passes.values() for number, document in by_pass.items()]
+    for (step, batch), infos in _groups(tagged).items():
+        rows: dict[tuple[str, str], dict[int, dict]] = {}
+        for info in infos:
+            if info.get("samples_per_s"):
+                rows.setdefault((info.get("backend"), info.get("mode")), {})[info["pass"]] = info
+        if not rows:
+            continue
+        medians = {row: statistics.median(info["samples_per_s"] for info in by_pass.values())
+                   for row, by_pass in rows.items()}
+        # Ranked as the ratios are computed (geometric means), so no row is "faster than the fastest".
+        geometric = {row: statistics.geometric_mean(info["samples_per_s"] for info in by_pass.values())
+                     for row, by_pass in rows.items()}
+        fastest = max(geometric, key=geometric.get)
+        lines += [f"### {suite.group_name(step, batch)}", "",
+                  "| backend | mode | samples/s (median of passes) | each pass | fastest ÷ this (geometric mean, paired 95 % interval) "
+                  "| % of peak (median) | contended passes |",
+                  "|---|---|---:|---|---|---:|---|"]
+        for row in sorted(rows, key=lambda row: -geometric[row]):
+            by_pass = rows[row]
+            shared = sorted(rows[fastest].keys() & by_pass.keys())
+            if row == fastest:
+                versus = "fastest"
+            else:
+                versus = stats.paired_ratio([rows[fastest][k]["samples_per_s"] for k in shared],
+                                            [by_pass[k]["samples_per_s"] for k in shared]).text()
+            fractions = [info["fraction_of_peak"] for info in by_pass.values() if info.get("fraction_of_peak")]
+            busy = [f"pass {k}{contention_mark(info.get('contention'))}" for k, info in sorted(by_pass.items())
+                    if (info.get("contention") or {}).get("contended")]
+            lines.append(f"| {row[0]} | {row[1]} | {_fmt(medians[row])} | "
+                         f"{', '.join(_fmt(by_pass[k]['samples_per_s']) for k in sorted(by_pass))} | {versus} | "
+                         f"{f'{statistics.median(fractions) * 100:.1f} %' if fractions else '—'} | "
+                         f"{'; '.join(busy) or 'none'} |")
+        lines.append("")
+    return lines
+
+
+def _machine_table(passes: dict[str, dict[int, dict]]) -> list[str]:
+    """What the driver saw before each pytest process, in the order they ran."""
+    runs = sorted(((document.get("datetime", ""), backend, number, (document.get("mnist_bench") or {}).get("quiet_wait"))
+                   for backend, by_pass in passes.items() for number, document in by_pass.items()))
+    if not any(wait for *_, wait in runs):
+        return []
+    lines = ["### The machine before each pytest process", "",
+             "| ran | backend | pass | other CPU use | on CPUs | waited | |", "|---:|---|---:|---:|---|---:|---|"]
+    for index, (_, backend, number, wait) in enumerate(runs, start=1):
+        if not wait:
+            lines.append(f"| {index} | {backend} | {number} | — | — | — | not checked |")
+            continue
+        verdict = "quiet" if wait.get("quiet") else "⚠ busy: went on, its figures are contended"
+        lines.append(f"| {index} | {backend} | {number} | {_share(wait.get('other_share'))} | "
+                     f"{','.join(map(str, wait.get('cpus') or []))} | {wait.get('waited_s', 0):g} s | {verdict} |")
+    return lines + [""]
+
+
+def _untimed(passes: dict[str, dict[int, dict]]) -> list[str]:
+    untimed = {(backend, outcome["test"]): outcome for backend, by_pass in passes.items()
+               for document in by_pass.values()
+               for outcome in (document.get("mnist_bench") or {}).get("outcomes", []) if outcome["outcome"] != "passed"}
+    if not untimed:
+        return []
+    lines = ["### Not timed", "", "| backend | benchmark | outcome | reason |", "|---|---|---|---|"]
+    for (backend, test), outcome in untimed.items():
+        reason = " ".join(str(outcome.get("reason") or "").split())[:300].replace("|", "\\|")
+        lines.append(f"| {backend} | {test.split('::')[-1]} | {outcome['outcome']} | {reason} |")
+    return lines + [""]
+
+
+def table(run_dir: Path) -> str:
+    """Markdown: per (step, batch size) one table, backends side by side, fastest first; the machine; what was not timed."""
+    passes = load_passes(run_dir)
+    if not passes:
+        raise suite.SuiteError(f"{run_dir}: holds no <backend>.json or <backend>.pass<k>.json benchmark results")
+    lines = []
+    peak_path = Path(run_dir) / PEAK_FILE
+    if peak_path.is_file():
+        cpu = json.loads(peak_path.read_text(encoding="utf-8"))
+        lines += [f"fp32 matmul peak (NumPy, {cpu.get('threads')} threads, {cpu.get('blas')}): "
+                  f"{_fmt(cpu['gflops'])} GFLOP/s", ""]
+    count = max(len(by_pass) for by_pass in passes.values())
+    passes_note = f"{count} interleaved passes." if count > 1 else "One pass."
+    lines += [f"{passes_note} {ORDER_NOTE}", ""]
+    if count > 1:
+        lines += _pass_tables(passes)
+    else:
+        lines += _single_pass_tables([document for by_pass in passes.values() for document in by_pass.values()])
+    return "\n".join(lines + _machine_table(passes) + _untimed(passes))
