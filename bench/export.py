@@ -33,6 +33,8 @@ FIELDS = (
     "peak_rss_bytes",
     "peak_device_bytes",
     "achieved_gflops",
+    "other_cpu_share",
+    "contended",
     "versions",
     "error",
 )
@@ -76,6 +78,8 @@ def row(record: dict) -> dict[str, Any]:
         "peak_rss_bytes": memory.get("peak_rss_bytes"),
         "peak_device_bytes": memory.get("peak_device_bytes"),
         "achieved_gflops": (record.get("flops") or {}).get("achieved_gflops"),
+        "other_cpu_share": (record.get("contention") or {}).get("other_share"),
+        "contended": (record.get("contention") or {}).get("contended"),
         "versions": versions_text(record.get("versions")),
         "error": error_text(record),
     }

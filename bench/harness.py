@@ -210,10 +210,13 @@ def measure_peak(config: SweepConfig) -> dict | None:
         return None
     from common import peak
 
+    waited = None
+    if config.require_quiet:  # a busy machine lowers the peak, and so inflates every run's fraction of it
+        waited = contention.wait_for_quiet(contention.pinned_cpus(config.threads), config.quiet_wait_s)
     try:
-        return peak.measure_subprocess(config.threads)
+        return {**peak.measure_subprocess(config.threads), "quiet_wait": waited}
     except peak.PeakProbeError as exc:
-        return {"gflops": None, "error": str(exc)}
+        return {"gflops": None, "error": str(exc), "quiet_wait": waited}
 
 
 def wait_for_quiet(spec: RunSpec, config: SweepConfig, display: Display) -> dict | None:

@@ -665,7 +665,8 @@ def _distinct(values: Iterable[str]) -> list[str]:
 def _machine_text(machine: dict) -> list[tuple[str, str]]:
     gpus = machine.get("gpus") or []
     return [
-        ("CPU", str(machine.get("cpu_model") or MISSING)),
+        ("CPU", " · ".join(str(part) for part in (machine.get("cpu_model") or MISSING, machine.get("cpu_id"),
+                                                    " ".join(machine.get("cpu_flags") or [])) if part)),
         ("Cores", f"{machine.get('logical_cores') or MISSING} logical, {machine.get('physical_cores') or MISSING} physical"),
         ("Memory", _bytes(machine.get("memory_total_bytes"))),
         (

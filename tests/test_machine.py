@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from common.machine import describe, git_commit
+from common.machine import ISA_FLAGS, describe, git_commit
 
 KEYS = {
-    "os", "arch", "python", "python_implementation", "cpu_model",
+    "os", "arch", "python", "python_implementation", "cpu_model", "cpu_id", "cpu_flags",
     "logical_cores", "physical_cores", "memory_total_bytes", "gpus",
 }
 
@@ -26,6 +26,9 @@ def test_keys_and_types():
     assert info["physical_cores"] is None or isinstance(info["physical_cores"], int)
     assert info["memory_total_bytes"] is None or info["memory_total_bytes"] > 0
     assert isinstance(info["gpus"], list)
+    assert set(info["cpu_flags"]) <= set(ISA_FLAGS)
+    if info["arch"] == "x86_64":
+        assert info["cpu_id"] and "family" in info["cpu_id"] and "avx" in info["cpu_flags"]
     for gpu in info["gpus"]:
         assert set(gpu) == {"name", "driver_version", "memory_total_mib"}
     json.dumps(info)

@@ -253,7 +253,8 @@ def run(args, extra: list[str]) -> int:
     cpus = contention.pinned_cpus(args.threads)  # what every pytest process pins to (bench.worker.configure_process)
     peak_file = None
     if not args.no_peak_probe:
-        result = peak.measure_subprocess(args.threads)
+        peak_wait = check_machine(args, cpus, "peak probe")  # a busy machine would lower the peak too
+        result = {**peak.measure_subprocess(args.threads), "quiet_wait": peak_wait}
         peak_file = out / summary.PEAK_FILE
         peak_file.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(f"fp32 matmul peak (NumPy, {args.threads} threads): {result['gflops']:,.1f} GFLOP/s")
