@@ -110,10 +110,10 @@ def test_quick_run_times_every_backend_and_mode(quick_run):
                 _check_contention(info["contention"], rounds=2)
         assert len(timed) == sum(not suite.known_broken(backend, m, "cpu") for m in registry.MODES[backend]) * 2
     # The side-by-side table names every timed case and every untimed one.
-    summary = (out / summary.SUMMARY_FILE).read_text()
+    table = (out / summary.SUMMARY_FILE).read_text()
     for backend, mode, step in _expected_cases():
-        assert f"{backend}-{mode}-b64" in summary or f"| {backend} | {mode} |" in summary
-    assert "### train step, batch 64" in summary and "### eval step, batch 64" in summary
+        assert f"{backend}-{mode}-b64" in table or f"| {backend} | {mode} |" in table
+    assert "### train step, batch 64" in table and "### eval step, batch 64" in table
     assert "### train step, batch 64" in proc.stdout
 
 
@@ -224,7 +224,7 @@ def test_repeat_runs_interleaved_passes_and_gives_paired_ratios(tmp_path, shared
     for step in suite.STEP_KINDS:
         section = text.split(f"### {suite.group_name(step, 64)}")[1].split("###")[0]
         assert section.count("| fastest |") == 1
-        assert re.search(r"\| \d+\.\d\dx \[\d+\.\d\d, \d+\.\d\d\] \|", section), section
+        assert re.search(r"\| \d+\.\d\dx \(\d+\.\d\d–\d+\.\d\d\) \|", section), section
     assert "### The machine before each pytest process" in text
     order = [line for line in proc.stdout.splitlines() if line.endswith(": running ...")]
     assert order == ["torch (pass 1/2): running ...", "torch (pass 2/2): running ..."]
@@ -257,7 +257,7 @@ def test_summary_of_two_backends_over_passes_pairs_pass_k_with_pass_k(tmp_path):
     text = summary.table(tmp_path)
     expected = stats.paired_ratio(torch_speeds, jax_speeds).text()
     jax_row = next(line for line in text.splitlines() if line.startswith("| jax | compiled |"))
-    assert f"| {expected} |" in jax_row and expected.startswith("1.4") and "[" in expected
+    assert f"| {expected} |" in jax_row and expected.startswith("1.4") and "(" in expected
     assert "| 205 | 200, 230, 205 |" in jax_row  # the median over passes, then each pass
     assert "pass 2 ⚠ contended 43 %" in jax_row
     assert "| torch | eager | 310 | 300, 330, 310 | fastest |" in text
