@@ -50,3 +50,26 @@ def test_one_round_has_no_interval_and_bad_speeds_are_refused():
         stats.paired_ratio([1.0, float("nan")], [1.0, 1.0])
     with pytest.raises(ValueError, match="equal"):
         stats.paired_ratio([1.0, 2.0], [1.0])
+
+
+def test_scipy_gives_the_intervals_the_hand_written_code_gave_on_the_committed_reference():
+    """The report's accuracy-parity table of the 2026-11-28 reference, as the hand-written t code printed it."""
+    from pathlib import Path
+
+    from bench import report
+    from common.records import read_dirs
+
+    run_dir = Path(__file__).resolve().parent.parent / "results" / "superseded" / "reference-cpu-2026-11-28"
+    pairs = {(p.a[0], p.b[0]): p for p in report.accuracy_parity(report.group_runs(read_dirs([run_dir])))}
+    printed = {  # difference, low, high in percentage points, and df, from that report.md
+        ("jax", "tensorflow"): (-0.02, -0.34, 0.30, 4.0),
+        ("jax", "torch"): (-0.04, -0.36, 0.28, 2.28),
+        ("tensorflow", "torch"): (-0.02, -0.35, 0.30, 2.28),
+    }
+    assert set(pairs) == set(printed)
+    for key, (difference, low, high, df) in printed.items():
+        interval = pairs[key].interval
+        assert round(interval.difference * 100, 2) == difference
+        assert (round(interval.low * 100, 2), round(interval.high * 100, 2)) == (low, high)
+        assert interval.df == pytest.approx(df, abs=0.005)
+        assert pairs[key].verdict == "agree"
