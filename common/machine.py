@@ -153,7 +153,7 @@ def git_commit(repo_dir: str | Path = ".") -> dict[str, Any] | None:
     """The checked-out commit of the git work tree containing ``repo_dir``.
 
     Returns ``{"commit": <40-hex sha>, "dirty": bool}``, where ``dirty`` means
-    ``git status --porcelain`` lists anything -- modified, staged or untracked
+    ``git status --porcelain`` lists anything outside ``results/`` -- modified, staged or untracked
     files -- i.e. the results may not be reproducible from the commit alone.
     Returns None when ``repo_dir`` is not in a git work tree, the repository has
     no commits yet, or git is not installed.
@@ -161,7 +161,8 @@ def git_commit(repo_dir: str | Path = ".") -> dict[str, Any] | None:
     commit = _run(["git", "rev-parse", "--verify", "HEAD"], cwd=repo_dir)
     if commit is None:
         return None
-    status = _run(["git", "status", "--porcelain"], cwd=repo_dir)
+    # Result files a sweep writes under results/ are output, not code: they leave the tree clean.
+    status = _run(["git", "status", "--porcelain", "--", ":(top)", ":(top,exclude)results"], cwd=repo_dir)
     # If status itself fails, claiming "clean" would be a lie; call it dirty.
     dirty = status is None or bool(status.strip())
     return {"commit": commit.strip(), "dirty": dirty}

@@ -2,7 +2,7 @@
 # Re-measure every figure the project publishes, on a quiet machine, most important first.
 # Run it with nothing else on the machine: no builds, tests, helpers or other jobs. Every step
 # waits for a quiet machine and records what it saw; a record that says "contended" is not a figure.
-# Usage: bash scripts/remeasure.sh [DATA_DIR]   (about 90 minutes on a 2-core CPU)
+# Usage: bash scripts/remeasure.sh [DATA_DIR]   (about 100 minutes on a 2-core CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${1:-${MNIST_BENCH_DATA:-$(cd .. && pwd)/shared/data}}"
@@ -30,4 +30,7 @@ $PY -m bench.ceiling | tee "$MACHINE/ceiling.txt"
 step "harness against plain loops, tuned modes, 3 interleaved rounds"
 $PY -m bench.overhead --backends torch,tensorflow,jax --modes tuned --rounds 3 --steps 160 \
     --data-dir "$DATA" --out results/overhead/tuned-modes.json | tee results/overhead/tuned-modes.txt
+step "the benchmark suite: default and tuned modes, batch 64, 2 interleaved passes"
+$PY -m bench.benchmarks --modes default,tuned --batch-sizes 64 --rounds 5 --warmup-rounds 1 --repeat 2 \
+    --data-dir "$DATA" --out "results/benchmarks/cpu-$DAY"
 step "done"

@@ -82,6 +82,13 @@ def test_git_commit_clean_then_dirty(tmp_path, monkeypatch):
     info = git_commit(tmp_path)
     assert info is not None and re.fullmatch(r"[0-9a-f]{40}", info["commit"])
     assert info["dirty"] is False
+    # What a sweep writes under results/ is output, not a change to the code.
+    (tmp_path / "results" / "run").mkdir(parents=True)
+    (tmp_path / "results" / "run" / "x.run.json").write_text("{}")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "b.py").write_text("untracked code")
+    assert git_commit(tmp_path)["dirty"] is True
+    (tmp_path / "b.py").unlink()
     (tmp_path / "a.txt").write_text("b")
     assert git_commit(tmp_path) == {"commit": info["commit"], "dirty": True}
 
