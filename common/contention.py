@@ -165,7 +165,13 @@ def _interval(a: Reading, b: Reading) -> Interval | None:
     own, harness = b.own - a.own, b.harness - a.harness
     busy, steal = b.cpu.busy - a.cpu.busy, b.cpu.steal - a.cpu.steal
     other = max(0, busy - own - harness) + steal
-    return Interval(b.at - a.at, min(1.0, other / total), steal / total, own / total, harness / total)
+
+    def share(ticks: int) -> float:
+        # Process and CPU counters are read a moment apart and tick separately: over a short
+        # interval a process can show a few more ticks than its CPUs. Shares stay in [0, 1].
+        return min(1.0, max(0.0, ticks / total))
+
+    return Interval(b.at - a.at, share(other), share(steal), share(own), share(harness))
 
 
 @dataclass

@@ -92,3 +92,11 @@ def test_if_busy_stop_ends_the_sweep_with_a_record(tmp_path, shared_data_dir, ho
     stopped = record(tmp_path)
     assert stopped["status"] == "interrupted" and stopped["error"]["type"] == "MachineBusy"
     assert stopped["contention"]["quiet_wait"]["quiet"] is False
+
+
+def test_shares_stay_within_one_when_counters_tick_apart():
+    # A process read a moment after its CPUs can show more ticks than they did: 101 own of 100 total.
+    a = contention.Reading(0.0, contention.CpuTicks(busy=0, steal=0, total=0), own=0, harness=0)
+    b = contention.Reading(1.0, contention.CpuTicks(busy=100, steal=0, total=100), own=101, harness=0)
+    interval = contention._interval(a, b)
+    assert interval.own == 1.0 and interval.other == 0.0
