@@ -101,21 +101,25 @@ def process_ticks() -> dict[int, tuple[int, int, int]]:
     return found
 
 
-def tree_ticks(root: int, table: dict[int, tuple[int, int, int]]) -> int:
-    """CPU ticks of ``root`` and every live descendant, plus the children ``root`` has reaped."""
+def tree(root: int, table: dict[int, tuple[int, int, int]]) -> list[int]:
+    """``root`` and every live descendant of it in ``table``."""
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
-    total, stack, seen = 0, [root], set()
+    found, stack, seen = [], [root], set()
     while stack:
         pid = stack.pop()
         if pid in seen or pid not in table:
             continue
         seen.add(pid)
-        _, own, reaped = table[pid]
-        total += own + reaped
+        found.append(pid)
         stack.extend(children.get(pid, ()))
-    return total
+    return found
+
+
+def tree_ticks(root: int, table: dict[int, tuple[int, int, int]]) -> int:
+    """CPU ticks of ``root`` and every live descendant, plus the children they have reaped."""
+    return sum(table[pid][1] + table[pid][2] for pid in tree(root, table))
 
 
 def loadavg() -> list[float] | None:
@@ -270,6 +274,11 @@ def busiest(cpus_ticks_window: float = QUIET_WINDOW_S, exclude: Iterable[int] = 
     return found
 
 
+def busiest_text(processes: list[dict]) -> str:
+    """:func:`busiest`'s list as one line for a person."""
+    return ", ".join(f"pid {p['pid']} {p['cpu_share']:.0%} {p['command']}" for p in processes) or "none seen"
+
+
 def window_share(cpus: list[int], seconds: float = QUIET_WINDOW_S) -> float | None:
     """Other CPU use of ``cpus`` over ``seconds``, counting this process as ours."""
     monitor = Monitor(cpus).start()
@@ -288,9 +297,9 @@ def wait_for_quiet(cpus: list[int], max_wait_s: float, say: Callable[[str], None
     start = time.monotonic()
     share = window_share(cpus)
     if share is not None and share > QUIET_SHARE:
-        top = ", ".join(f"pid {p['pid']} {p['cpu_share']:.0%} {p['command']}" for p in busiest(exclude=[os.getpid()]))
+        top = busiest_text(busiest(exclude=[os.getpid()]))
         say(f"waiting up to {max_wait_s:g} s for a quiet machine: other processes used {share:.0%} of "
-            f"CPUs {','.join(map(str, cpus))} (quiet is {QUIET_SHARE:.0%} or less); busiest: {top or 'none seen'}")
+            f"CPUs {','.join(map(str, cpus))} (quiet is {QUIET_SHARE:.0%} or less); busiest: {top}")
     while share is not None and share > QUIET_SHARE and time.monotonic() - start < max_wait_s:
         share = window_share(cpus)
     return {"other_share": None if share is None else round(share, 4), "threshold": QUIET_SHARE,
@@ -310,18 +319,7 @@ def gpu_other_processes(own_pids: Iterable[int]) -> int | None:
 
 def own_pids(root: int) -> list[int]:
     """``root`` and its live descendants."""
-    table = process_ticks()
-    return [pid for pid in table if pid == root or _descends(pid, root, table)]
-
-
-def _descends(pid: int, root: int, table: dict[int, tuple[int, int, int]]) -> bool:
-    seen = set()
-    while pid in table and pid not in seen:
-        seen.add(pid)
-        pid = table[pid][0]
-        if pid == root:
-            return True
-    return False
+    return tree(root, process_ticks())
 
 
 def main(argv: list[str] | None = None) -> int:

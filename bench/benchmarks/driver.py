@@ -196,10 +196,6 @@ def _label(backend: str, number: int, passes: int) -> str:
     return backend if passes == 1 else f"{backend} (pass {number}/{passes})"
 
 
-def _busiest_text(processes: list[dict]) -> str:
-    return ", ".join(f"pid {p['pid']} {p['cpu_share']:.0%} {p['command']}" for p in processes) or "none seen"
-
-
 def check_machine(args, cpus: list[int], label: str) -> dict:
     """Wait (as asked) for ``cpus`` to be quiet before a pytest process; return its ``quiet_wait`` block.
 
@@ -273,7 +269,7 @@ def run(args, extra: list[str]) -> int:
         else:
             busy = (f"other processes used {quiet_wait['other_share']:.0%} of CPUs {','.join(map(str, cpus))} "
                     f"(quiet is {quiet_wait['threshold']:.0%} or less) after {quiet_wait['waited_s']:g} s; "
-                    f"busiest: {_busiest_text(quiet_wait['busiest'])}")
+                    f"busiest: {contention.busiest_text(quiet_wait['busiest'])}")
             if args.require_quiet and args.if_busy == "stop":
                 print(f"{label}: STOPPED, the machine is busy: {busy}. Nothing more was run; wait for a quiet "
                       "machine, or go on anyway with --if-busy proceed", file=sys.stderr)
