@@ -1,6 +1,6 @@
-"""One module per framework, each defining one final :class:`common.interface.Backend`.
+"""One module per framework, each defining one final :class:`mnist_bench.common.interface.Backend`.
 
 Modules are named after the backend (``torch_backend``) so they never shadow the
 framework they import. Importing this package imports no framework: use
-:func:`common.registry.load_backend` to get a backend class.
+:func:`mnist_bench.common.registry.load_backend` to get a backend class.
 """

@@ -15,9 +15,9 @@ import signal
 import sys
 from pathlib import Path
 
-from common import parallel
-from common import recipe as recipes
-from common import registry
+from mnist_bench.common import parallel
+from mnist_bench.common import recipe as recipes
+from mnist_bench.common import registry
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_RESULTS = Path("results") / "runs"
@@ -165,7 +165,7 @@ def build_recipe(args) -> recipes.Recipe:
 
 
 def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
-    from bench.harness import RunSpec
+    from mnist_bench.bench.run.harness import RunSpec
 
     backends = _csv(args.backends)
     if not backends:
@@ -247,7 +247,7 @@ def print_summary(records: list[dict]) -> None:
 
 
 def cmd_run(args) -> int:
-    from bench import harness, progress
+    from mnist_bench.bench.run import harness, progress
 
     recipe = build_recipe(args)
     check_topology(args, recipe)
@@ -289,7 +289,7 @@ def cmd_run(args) -> int:
     if not args.quiet:
         print_summary(results)
     if args.report:
-        from bench import report
+        from mnist_bench.bench.results import report
 
         paths = report.write_report([run_dir], run_dir)
         if not args.quiet:
@@ -298,7 +298,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from bench import report
+    from mnist_bench.bench.results import report
 
     paths = report.write_report(args.run_dirs, args.out or args.run_dirs[0], strict=args.strict,
                                 warn=lambda message: print(f"warning: {message}", file=sys.stderr))
@@ -308,7 +308,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from bench import compare
+    from mnist_bench.bench.results import compare
 
     result = compare.compare([args.base], [args.new], threshold=args.threshold,
                              accuracy_threshold=args.accuracy_threshold, allow_contended=args.allow_contended)
@@ -317,15 +317,15 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export_csv(args) -> int:
-    from bench import export
+    from mnist_bench.bench.results import export
 
     print(export.write_csv(args.run_dirs, args.out, warn=lambda message: print(f"warning: {message}", file=sys.stderr)))
     return EXIT_OK
 
 
 def cmd_parity(args) -> int:
-    from bench import parity
-    from common.records import write_atomic
+    from mnist_bench.bench.checks import parity
+    from mnist_bench.common.records import write_atomic
 
     args.seeds, args.first_seed, args.allow_known_broken = 1, 0, True
     configs = list(dict.fromkeys(parity.Config(s.backend, s.mode) for s in plan(args)))
@@ -357,7 +357,7 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "expor
 
 
 def main(argv: list[str] | None = None) -> int:
-    from common.records import RecordError
+    from mnist_bench.common.records import RecordError
 
     parser = build_parser()
     args = parser.parse_args(argv)

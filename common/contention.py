@@ -29,7 +29,7 @@ TICK_S = 1 / os.sysconf("SC_CLK_TCK")  # /proc reports CPU time in these ticks
 
 # Measured on the 2-core AMD EPYC VM (Zen 3 host) this project is developed on, 2026-11-29:
 # * nothing running: other use over 60 one-second windows had median 0.0 %, p95 1.0 %, max 1.5 %
-#   (``python -m common.contention --windows 60``);
+#   (``python -m mnist_bench.common.contention --windows 60``);
 # * whole training loops on that quiet machine: 0.25 % (tensorflow) and 0.46 % (torch);
 # * one spinning process on either core: 50-57 % of the two CPUs in every window.
 # A run is *contended* above 5 %: ten times the quiet runs, a tenth of one busy core.
@@ -308,7 +308,7 @@ def wait_for_quiet(cpus: list[int], max_wait_s: float, say: Callable[[str], None
 
 def gpu_other_processes(own_pids: Iterable[int]) -> int | None:
     """Compute processes on the NVIDIA GPUs that are not ours (None where nvidia-smi cannot tell)."""
-    from common.machine import _run
+    from mnist_bench.common.machine import _run
 
     out = _run(["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"])
     if out is None:
@@ -323,12 +323,12 @@ def own_pids(root: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m common.contention``: is this machine quiet enough to measure on? One line per window."""
+    """``python -m mnist_bench.common.contention``: is this machine quiet enough to measure on? One line per window."""
     import argparse
     import json
     import statistics
 
-    parser = argparse.ArgumentParser(prog="python -m common.contention", description=main.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mnist_bench.common.contention", description=main.__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=30, help="1-second windows to measure (default 30)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="CPUs to watch")
     args = parser.parse_args(argv)

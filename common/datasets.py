@@ -27,7 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
-from common.idx import GZIP_MAGIC, DataError, IdxError, decompress, parse_idx, read_bytes
+from mnist_bench.common.idx import GZIP_MAGIC, DataError, IdxError, decompress, parse_idx, read_bytes
 
 __all__ = [
     "DataError", "IdxError", "Dataset", "load", "download", "find_dataset_dir",

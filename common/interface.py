@@ -4,7 +4,7 @@ A backend owns the model, the optimiser state and the device placement for one
 framework. Everything else -- data, order, initial weights, metrics, timing --
 is shared and lives outside it. All arrays crossing this interface are NumPy:
 images float32 (B, 28, 28) already normalised, labels int32 (B,), weights in the
-canonical layout of :mod:`common.weights`.
+canonical layout of :mod:`mnist_bench.common.weights`.
 
 Methods that return NumPy arrays copy results off the device, so they also
 synchronise it: a clock read after ``train_chunk`` returns measures finished work.
@@ -17,9 +17,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from common import metrics, pipeline, weights
-from common.parallel import SINGLE, Topology
-from common.recipe import Recipe
+from mnist_bench.common import metrics, pipeline, weights
+from mnist_bench.common.parallel import SINGLE, Topology
+from mnist_bench.common.recipe import Recipe
 
 
 class DeviceUnavailable(RuntimeError):
@@ -31,7 +31,7 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]
     modes: ClassVar[tuple[str, ...]]
-    # Data-parallel backends (one module per framework, e.g. backends/torch_ddp.py)
+    # Data-parallel backends (one module per framework, e.g. backends/torch_backend/ddp.py)
     # take the global batch and split it across ``topology.world`` devices themselves.
     data_parallel: ClassVar[bool] = False
 
@@ -74,7 +74,7 @@ class Backend(abc.ABC):
         """Run ``k`` SGD steps on stacked batches x (k, B, 28, 28), y (k, B).
 
         B is the global batch; a data-parallel backend gives each device its
-        shard (:func:`common.parallel.shard`) and returns global-mean losses.
+        shard (:func:`mnist_bench.common.parallel.shard`) and returns global-mean losses.
         Dropout is applied as the recipe says. Returns the k training losses
         (float32), which brings them to the host and so synchronises the device.
         """

@@ -14,7 +14,7 @@ to the same CPUs the workers use (the first ``threads`` of this process's
 affinity). :func:`measure` measures in this process, with whatever BLAS threads
 NumPy already has.
 
-``python -m common.peak --threads N`` prints the result as JSON.
+``python -m mnist_bench.common.peak --threads N`` prints the result as JSON.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class PeakProbeError(RuntimeError):
 
 
 def pinned_cpus(threads: int) -> list[int]:
-    """The CPUs a run with ``threads`` threads is pinned to (as :mod:`bench.worker` does)."""
+    """The CPUs a run with ``threads`` threads is pinned to (as :mod:`mnist_bench.bench.run.worker` does)."""
     return sorted(os.sched_getaffinity(0))[:threads]
 
 
@@ -103,7 +103,7 @@ def measure_subprocess(threads: int, sizes: tuple[int, ...] = DEFAULT_SIZES, rep
     repo_root = Path(__file__).resolve().parent.parent
     env = {**os.environ, **blas_env(threads),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(repo_root), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "common.peak", "--threads", str(threads), "--repeats", str(repeats),
+    cmd = [sys.executable, "-m", "mnist_bench.common.peak", "--threads", str(threads), "--repeats", str(repeats),
            "--sizes", ",".join(map(str, sizes))]
     start = time.perf_counter()
     try:
@@ -144,7 +144,7 @@ def summary(peak: dict | None) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m common.peak", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mnist_bench.common.peak", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated n")
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)

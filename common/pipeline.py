@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from common.recipe import Recipe
+from mnist_bench.common.recipe import Recipe
 
 MEAN = 0.5
 STD = 0.5
@@ -43,7 +43,7 @@ class Arrays:
 
 
 def prepare(dataset, recipe: Recipe) -> Arrays:
-    """Normalise a :class:`common.datasets.Dataset`, applying the recipe's limits."""
+    """Normalise a :class:`mnist_bench.common.datasets.Dataset`, applying the recipe's limits."""
     train_n = recipe.train_limit or len(dataset.train_labels)
     test_n = recipe.test_limit or len(dataset.test_labels)
     return Arrays(

@@ -17,20 +17,20 @@ class BackendEntry:
 
 
 BACKENDS: dict[str, BackendEntry] = {
-    "torch": BackendEntry("torch", "backends.torch_backend", "TorchBackend", ("torch",), "torch"),
+    "torch": BackendEntry("torch", "mnist_bench.backends.torch_backend.backend", "TorchBackend", ("torch",), "torch"),
     "tensorflow": BackendEntry(
-        "tensorflow", "backends.tensorflow_backend", "TensorFlowBackend", ("tensorflow", "keras"), "tensorflow"
+        "tensorflow", "mnist_bench.backends.tensorflow_backend.backend", "TensorFlowBackend", ("tensorflow", "keras"), "tensorflow"
     ),
-    "jax": BackendEntry("jax", "backends.jax_backend", "JaxBackend", ("jax", "flax", "optax"), "jax"),
+    "jax": BackendEntry("jax", "mnist_bench.backends.jax_backend.backend", "JaxBackend", ("jax", "flax", "optax"), "jax"),
 }
 
 # Data-parallel training (--devices N > 1 or --hosts > 1), each on its framework's own
 # engine: torch.distributed DDP, tf.distribute Mirrored/MultiWorkerMirrored, jax.sharding.
 DATA_PARALLEL: dict[str, BackendEntry] = {
-    "torch": BackendEntry("torch", "backends.torch_ddp", "TorchDDPBackend", ("torch",), "torch"),
-    "tensorflow": BackendEntry("tensorflow", "backends.tensorflow_mirrored", "TensorFlowMirroredBackend",
+    "torch": BackendEntry("torch", "mnist_bench.backends.torch_backend.ddp", "TorchDDPBackend", ("torch",), "torch"),
+    "tensorflow": BackendEntry("tensorflow", "mnist_bench.backends.tensorflow_backend.mirrored", "TensorFlowMirroredBackend",
                                ("tensorflow", "keras"), "tensorflow"),
-    "jax": BackendEntry("jax", "backends.jax_mesh", "JaxMeshBackend", ("jax", "flax", "optax"), "jax"),
+    "jax": BackendEntry("jax", "mnist_bench.backends.jax_backend.mesh", "JaxMeshBackend", ("jax", "flax", "optax"), "jax"),
 }
 # The data-parallel backends run each framework's recommended mode only.
 DATA_PARALLEL_MODES: dict[str, tuple[str, ...]] = {"torch": ("eager",), "tensorflow": ("compiled",), "jax": ("compiled",)}

@@ -34,7 +34,7 @@ from typing import Mapping
 
 import numpy as np
 
-from common.recipe import Recipe
+from mnist_bench.common.recipe import Recipe
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10

@@ -13,8 +13,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   "$PY" -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | tail -1
   "$PY" docs/repro/torch_compile_zero_conv_grad.py --device cuda 2>&1 | tail -2
 } | tee "$OUT/versions.txt"
-"$PY" -m bench.cli parity --backends "$BACKENDS" --modes all --device gpu --data-dir "$DATA" --out "$OUT" 2>&1 \
+"$PY" -m mnist_bench.bench.cli parity --backends "$BACKENDS" --modes all --device gpu --data-dir "$DATA" --out "$OUT" 2>&1 \
   | tail -30 | tee "$OUT/parity.txt"
-"$PY" -m bench.cli run --backends "$BACKENDS" --modes all --device gpu --epochs "$EPOCHS" --data-dir "$DATA" \
+"$PY" -m mnist_bench.bench.cli run --backends "$BACKENDS" --modes all --device gpu --epochs "$EPOCHS" --data-dir "$DATA" \
   --out "$OUT/run" --report 2>&1 | tail -40 | tee "$OUT/run.txt"
 tar czf "$OUT/run.tgz" -C "$OUT" run && rm -rf "$OUT/run" "$OUT/parity-work"

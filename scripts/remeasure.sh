@@ -14,23 +14,23 @@ mkdir -p "$MACHINE" results/overhead
 step() { echo; echo "== $(date -u +%T) $*"; }
 
 step "is the machine quiet? (30 one-second windows)"
-$PY -m common.contention --windows 30 | tee "$MACHINE/quiet-check.json"
+$PY -m mnist_bench.common.contention --windows 30 | tee "$MACHINE/quiet-check.json"
 
 step "harness against plain loops, default modes, 4 interleaved rounds"
-$PY -m bench.overhead --backends torch,tensorflow,jax --modes default --rounds 4 --steps 160 \
+$PY -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,jax --modes default --rounds 4 --steps 160 \
     --data-dir "$DATA" --out results/overhead/default-modes.json | tee results/overhead/default-modes.txt
 
 step "the reference comparison: tuned modes, 3 seeds, the default recipe"
 bash scripts/compare.sh --data-dir "$DATA" --device cpu --seeds 3 --modes tuned --out results/reference-cpu --quiet
 
 step "the fp32 matmul peak and the GEMM-only ceiling"
-$PY -m common.peak | tee "$MACHINE/peak.json"
-$PY -m bench.ceiling | tee "$MACHINE/ceiling.txt"
+$PY -m mnist_bench.common.peak | tee "$MACHINE/peak.json"
+$PY -m mnist_bench.bench.perf.ceiling | tee "$MACHINE/ceiling.txt"
 
 step "harness against plain loops, tuned modes, 3 interleaved rounds"
-$PY -m bench.overhead --backends torch,tensorflow,jax --modes tuned --rounds 3 --steps 160 \
+$PY -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,jax --modes tuned --rounds 3 --steps 160 \
     --data-dir "$DATA" --out results/overhead/tuned-modes.json | tee results/overhead/tuned-modes.txt
 step "the benchmark suite: default and tuned modes, batch 64, 2 interleaved passes"
-$PY -m bench.benchmarks --modes default,tuned --batch-sizes 64 --rounds 5 --warmup-rounds 1 --repeat 2 \
+$PY -m mnist_bench.bench.benchmarks --modes default,tuned --batch-sizes 64 --rounds 5 --warmup-rounds 1 --repeat 2 \
     --data-dir "$DATA" --out "results/benchmarks/cpu-$DAY"
 step "done"

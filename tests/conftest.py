@@ -32,7 +32,7 @@ def data_locations(tmp_path, monkeypatch) -> SimpleNamespace:
     Fashion-MNIST folder, so a real cache on this machine can't leak into a test.
     Returns the paths (``env``, ``home``, ``xdg``, ``debian``); none exist yet.
     """
-    from common import datasets
+    from mnist_bench.common import datasets
 
     locations = SimpleNamespace(
         env=tmp_path / "env",

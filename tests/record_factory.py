@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from common import flops, metrics
-from common.records import RECORD_SUFFIX, SCHEMA_VERSION, validate
+from mnist_bench.common import flops, metrics
+from mnist_bench.common.records import RECORD_SUFFIX, SCHEMA_VERSION, validate
 
 TEST_SIZE = 10_000
 TRAIN_SIZE = 60_000

@@ -23,8 +23,8 @@ import itertools
 
 import pytest
 
-from bench import cli
-from common import records, registry
+from mnist_bench.bench import cli
+from mnist_bench.common import records, registry
 
 FLOOR = 0.94
 GAP = 0.015

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import stats
-from bench.benchmarks import driver, suite, summary
-from common import registry
+from mnist_bench.bench.results import stats
+from mnist_bench.bench.benchmarks import driver, suite, summary
+from mnist_bench.common import registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUICK_TIMEOUT_S = 900
@@ -34,9 +34,9 @@ SMALL_TIMEOUT_S = 300
 
 
 def _driver(*args: str, timeout: float = QUICK_TIMEOUT_S) -> subprocess.CompletedProcess:
-    from bench.harness import child_env
+    from mnist_bench.bench.run.harness import child_env
 
-    return subprocess.run([sys.executable, "-m", "bench.benchmarks", *args], cwd=REPO_ROOT, env=child_env(),
+    return subprocess.run([sys.executable, "-m", "mnist_bench.bench.benchmarks", *args], cwd=REPO_ROOT, env=child_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -153,7 +153,7 @@ def test_driver_refuses_bad_input_before_running(tmp_path, capsys, monkeypatch):
     assert driver.main(["--compare-fail", "median:5%", "--out", str(tmp_path / "d")]) == driver.EXIT_USAGE
     assert "needs --compare" in capsys.readouterr().err
     # A backend that is not installed is a failure naming the fix, never a silent skip.
-    fake = registry.BackendEntry("jax", "backends.jax_backend", "JaxBackend", ("no_such_package_mnist_bench",), "jax")
+    fake = registry.BackendEntry("jax", "mnist_bench.backends.jax_backend.backend", "JaxBackend", ("no_such_package_mnist_bench",), "jax")
     monkeypatch.setitem(registry.BACKENDS, "jax", fake)
     assert driver.main(["--backends", "jax", "--out", str(tmp_path / "e")]) == driver.EXIT_USAGE
     err = capsys.readouterr().err
@@ -165,12 +165,12 @@ def test_driver_refuses_bad_input_before_running(tmp_path, capsys, monkeypatch):
 
 
 def test_suite_without_a_backend_is_a_usage_error():
-    from bench.harness import child_env
+    from mnist_bench.bench.run.harness import child_env
 
     proc = subprocess.run([sys.executable, "-m", "pytest", "bench/benchmarks", "-p", "no:cacheprovider"],
                           cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR
-    assert "--mnist-backend" in proc.stderr and "python -m bench.benchmarks" in proc.stderr
+    assert "--mnist-backend" in proc.stderr and "python -m mnist_bench.bench.benchmarks" in proc.stderr
 
 
 def test_modes_come_from_the_registry(monkeypatch):

@@ -1,4 +1,4 @@
-"""The GEMM ceiling (bench/ceiling.py) times exactly the products common.flops counts."""
+"""The GEMM ceiling (bench/perf/ceiling.py) times exactly the products mnist_bench.common.flops counts."""
 
 import json
 import subprocess
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from bench.ceiling import gemm_shapes
-from common import flops
+from mnist_bench.bench.perf.ceiling import gemm_shapes
+from mnist_bench.common import flops
 
 
 def test_the_gemms_are_the_counted_flops():
@@ -17,7 +17,7 @@ def test_the_gemms_are_the_counted_flops():
 
 
 def test_ceiling_reports_every_gemm():
-    proc = subprocess.run([sys.executable, "-m", "bench.ceiling", "--batch", "4", "--threads", "1", "--json"],
+    proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.perf.ceiling", "--batch", "4", "--threads", "1", "--json"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from bench import cli
-from common import records, registry
+from mnist_bench.bench import cli
+from mnist_bench.common import records, registry
 from record_factory import make_record, write_run_dir
 
 pytestmark = pytest.mark.timeout(120)
@@ -117,7 +117,7 @@ def test_bad_toml_recipe(tmp_path, capsys, content, named):
 
 def test_good_toml_recipe_is_accepted(tmp_path):
     """The control for the cases above: a valid file in either layout parses, and --set wins over it."""
-    from common.recipe import load_toml
+    from mnist_bench.common.recipe import load_toml
 
     flat, table = tmp_path / "flat.toml", tmp_path / "table.toml"
     flat.write_text("epochs = 3\nlearning_rate = 0.05\n", encoding="utf-8")

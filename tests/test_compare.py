@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.compare import compare
+from mnist_bench.bench.results.compare import compare
 from record_factory import make_record, write_run_dir
 
 RATES = {"torch": 1500.0, "tensorflow": 900.0, "jax": 2000.0}
@@ -113,7 +113,7 @@ def test_accuracy_is_judged_on_a_busy_machine(tmp_path):
 
 
 def test_cli_exit_code_for_an_inconclusive_comparison(tmp_path):
-    from bench import cli
+    from mnist_bench.bench import cli
 
     base = write_run_dir(tmp_path, sweep(), "base")
     new = write_run_dir(tmp_path, busy(sweep(), "torch"), "new")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from common import contention
+from mnist_bench.common import contention
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CPU = contention.pinned_cpus(1)[0]
@@ -36,7 +36,7 @@ def run_cli(tmp_path: Path, data_dir: Path, *extra: str) -> subprocess.Completed
     argv = ["run", "--backends", "torch", "--device", "cpu", "--preset", "quick", "--set", "train_limit=3200",
             "--set", "test_limit=200", "--set", "steps_per_epoch=40", "--chunk-steps", "5", "--epochs", "1",
             "--threads", "1", "--no-peak-probe", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), *extra]
-    return subprocess.run([sys.executable, "-m", "bench.cli", *argv], cwd=REPO_ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "mnist_bench.bench.cli", *argv], cwd=REPO_ROOT, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=300)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import datasets
-from common.datasets import (
+from mnist_bench.common import datasets
+from mnist_bench.common.datasets import (
     ENV_VAR,
     FILE_NAMES,
     TEST_IMAGES,
@@ -23,7 +23,7 @@ from common.datasets import (
     find_dataset_dir,
     load,
 )
-from common.idx import md5_of_idx, read_idx
+from mnist_bench.common.idx import md5_of_idx, read_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

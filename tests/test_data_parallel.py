@@ -1,4 +1,4 @@
-"""Data-parallel training does not change the mathematics (see bench/dp_parity.py, docs/data-parallel.md).
+"""Data-parallel training does not change the mathematics (see bench/checks/dp_parity.py, docs/data-parallel.md).
 
 On this CPU machine: JAX with two host devices, TensorFlow with two logical CPU
 devices, PyTorch with two gloo processes -- and each framework's multi-host mode
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import dp_parity
-from bench.harness import child_env
-from common import parallel, registry
+from mnist_bench.bench.checks import dp_parity
+from mnist_bench.bench.run.harness import child_env
+from mnist_bench.common import parallel, registry
 
 BACKENDS = list(registry.BACKENDS)
 MULTIHOST_STEPS = 8  # a prefix of the trajectory: the collectives over loopback are what is tested
@@ -44,7 +44,7 @@ def _env(extra: dict | None = None) -> dict:
 
 
 def _start(backend: str, work: Path, out: str, *options: str, env: dict | None = None) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "bench.dp_parity", backend, str(work / "inputs.npz"), str(work / out),
+    argv = [sys.executable, "-m", "mnist_bench.bench.checks.dp_parity", backend, str(work / "inputs.npz"), str(work / out),
             "--threads", "2", *options]
     return subprocess.Popen(argv, env=_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace")
@@ -158,7 +158,7 @@ def test_torch_ranks_get_disjoint_cpus():
 
 @pytest.mark.timeout(600)
 def test_run_devices_2_records_ok_for_every_backend(tmp_path, shared_data_dir):
-    from common import records
+    from mnist_bench.common import records
     from test_harness import run_argv, run_cli
 
     out = tmp_path / "run"
@@ -191,7 +191,7 @@ def test_run_devices_2_records_ok_for_every_backend(tmp_path, shared_data_dir):
 ], ids=["zero", "indivisible", "indivisible-batch", "more-than-cpus", "hosts-auto", "no-coordinator",
         "rank-range", "mode"])
 def test_bad_data_parallel_input_exits_2(tmp_path, capsys, extra, named):
-    from bench import cli
+    from mnist_bench.bench import cli
     from test_cli_input import assert_no_run_started, run_args, run_cli
 
     code, out, err = run_cli(capsys, *run_args(tmp_path, *extra))
@@ -202,7 +202,7 @@ def test_bad_data_parallel_input_exits_2(tmp_path, capsys, extra, named):
 
 
 def test_report_shows_scaling_efficiency(tmp_path):
-    from bench import report
+    from mnist_bench.bench.results import report
     from record_factory import make_record, write_run_dir
 
     one = [make_record("jax", "compiled", seed=s, samples_per_s=1000.0) for s in (0, 1)]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from common import datasets
-from common.datasets import FILE_NAMES, MD5, TEST_LABELS, DataError, dataset_file, download, load
-from common.idx import md5_of_idx
+from mnist_bench.common import datasets
+from mnist_bench.common.datasets import FILE_NAMES, MD5, TEST_LABELS, DataError, dataset_file, download, load
+from mnist_bench.common.idx import md5_of_idx
 
 TIMEOUT_S = 10
 

@@ -2,7 +2,7 @@
 
 import csv
 
-from bench.export import FIELDS, rows, write_csv
+from mnist_bench.bench.results.export import FIELDS, rows, write_csv
 from record_factory import make_record, write_run_dir
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from common.flops import forward_flops, layer_macs, train_flops
+from mnist_bench.common.flops import forward_flops, layer_macs, train_flops
 
 # Default model (32, 64, 128), MACs per sample:
 CONV1 = 26 * 26 * 32 * 1 * 9  # 194,688

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
-from common import records
+from mnist_bench.bench import cli
+from mnist_bench.common import records
 from record_factory import make_record, write_run_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def _sigint_default() -> None:
 
 def popen_cli(argv: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", *argv], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "mnist_bench.bench.cli", *argv], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
         preexec_fn=_sigint_default,
     )
@@ -55,7 +55,7 @@ def popen_cli(argv: list[str]) -> subprocess.Popen:
 def run_cli(argv: list[str], timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(
-            [sys.executable, "-m", "bench.cli", *argv], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "mnist_bench.bench.cli", *argv], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
             preexec_fn=_sigint_default, env=env,
         )
@@ -89,7 +89,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 def worker_pids(run_dir: Path, run_id: str) -> list[int]:
     request = str(run_dir / f"{run_id}.request.json")
-    return [pid for pid, args in _command_lines().items() if "bench.worker" in args and request in args]
+    return [pid for pid, args in _command_lines().items() if "mnist_bench.bench.run.worker" in args and request in args]
 
 
 def kill_processes_mentioning(text: str) -> None:
@@ -425,7 +425,7 @@ FAULTS = """
 import atexit, json, os, sys
 
 argv = getattr(sys, "orig_argv", [])
-if "bench.worker" in argv:
+if "mnist_bench.bench.run.worker" in argv:
     request = json.load(open(argv[-1], encoding="utf-8"))
     seed = request["seed"]
     if seed == 0:  # undecodable chatter and an unusable progress line on stdout; the run itself is fine

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.idx import IdxError, read_idx
+from mnist_bench.common.idx import IdxError, read_idx
 
 # No deadline: per-example timing on a busy shared machine is noise, not a bug.
 FUZZ = settings(max_examples=300, deadline=None)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from common import registry
+from mnist_bench.common import registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,25 +55,25 @@ def test_shared_layer_and_cli_import_no_framework():
     result = _run_python(
         """
         import importlib, json, pkgutil, sys
-        import common, bench, backends
+        import mnist_bench.common as common, mnist_bench.bench as bench, mnist_bench.backends as backends
         modules = []
         for pkg in (common, bench):
             for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
                 importlib.import_module(info.name)
                 modules.append(info.name)
-        import bench.cli
+        import mnist_bench.bench.cli
         print(json.dumps({
             "modules": modules,
             "frameworks": loaded_frameworks(),
-            "backend_modules": sorted(m for m in sys.modules if m.startswith("backends.")),
+            "backend_modules": sorted(m for m in sys.modules if m.startswith("mnist_bench.backends.")),
         }))
         """
     )
     # Discovery really walked the packages.
-    for name in ("common.recipe", "common.weights", "common.pipeline", "common.registry",
-                 "common.interface", "bench.cli", "common.peak", "bench.device_peak",
-                 "bench.benchmarks.suite", "bench.benchmarks.driver", "bench.benchmarks.conftest",
-                 "bench.benchmarks.test_steps"):
+    for name in ("mnist_bench.common.recipe", "mnist_bench.common.weights", "mnist_bench.common.pipeline", "mnist_bench.common.registry",
+                 "mnist_bench.common.interface", "mnist_bench.bench.cli", "mnist_bench.common.peak", "mnist_bench.bench.perf.device_peak",
+                 "mnist_bench.bench.benchmarks.suite", "mnist_bench.bench.benchmarks.driver", "mnist_bench.bench.benchmarks.conftest",
+                 "mnist_bench.bench.benchmarks.test_steps"):
         assert name in result["modules"]
     assert result["frameworks"] == []
     assert result["backend_modules"] == []
@@ -81,7 +81,7 @@ def test_shared_layer_and_cli_import_no_framework():
 
 def test_cli_backends_lists_the_three_backends():
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "backends"],
+        [sys.executable, "-m", "mnist_bench.bench.cli", "backends"],
         cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert proc.returncode == 0, proc.stderr
@@ -99,7 +99,7 @@ def test_is_available_does_not_import_frameworks():
     result = _run_python(
         """
         import importlib.util, json, sys
-        from common import registry
+        from mnist_bench.common import registry
         available = {name: registry.is_available(name) for name in registry.BACKENDS}
         missing = {name: registry.missing_packages(name) for name in registry.BACKENDS}
         expected = {name: all(importlib.util.find_spec(p) is not None for p in e.packages)
@@ -130,7 +130,7 @@ def test_is_available_uses_find_spec(monkeypatch):
 
 
 def test_missing_package_reported_with_install_hint(monkeypatch):
-    fake = registry.BackendEntry("torch", "backends.torch_backend", "TorchBackend",
+    fake = registry.BackendEntry("torch", "mnist_bench.backends.torch_backend.backend", "TorchBackend",
                                  ("no_such_package_mnist_bench",), "torch")
     monkeypatch.setitem(registry.BACKENDS, "torch", fake)
     assert registry.is_available("torch") is False
@@ -156,7 +156,7 @@ def test_registry_tables_are_consistent():
     assert set(registry.BACKENDS) == set(registry.MODES) == set(registry.DEFAULT_MODE)
     for name, e in registry.BACKENDS.items():
         assert e.name == name
-        assert e.module == f"backends.{name}_backend"
+        assert e.module.startswith(f"mnist_bench.backends.{name}_backend.")
         assert registry.DEFAULT_MODE[name] in registry.MODES[name]
 
 
@@ -164,8 +164,8 @@ def test_registry_tables_are_consistent():
 
 BACKEND_PROBE = """
 import json, sys
-from common import registry
-from common.interface import Backend
+from mnist_bench.common import registry
+from mnist_bench.common.interface import Backend
 name = sys.argv[1]
 cls = registry.load_backend(name)
 print(json.dumps({

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
-from common import records
+from mnist_bench.bench import cli
+from mnist_bench.common import records
 
 RUNS = 30
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from common.machine import ISA_FLAGS, describe, git_commit
+from mnist_bench.common.machine import ISA_FLAGS, describe, git_commit
 
 KEYS = {
     "os", "arch", "python", "python_implementation", "cpu_model", "cpu_id", "cpu_flags",

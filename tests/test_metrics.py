@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.metrics import Metrics, classification_report, confusion_matrix, cross_entropy
+from mnist_bench.common.metrics import Metrics, classification_report, confusion_matrix, cross_entropy
 
 
 def test_confusion_matrix_hand_worked():

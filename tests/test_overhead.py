@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from bench import plain_loops
+from mnist_bench.bench.perf import plain_loops
 
 
 @pytest.mark.timeout(600)
 def test_overhead_benchmark_reports_both_paths(shared_data_dir, tmp_path):
     out = tmp_path / "overhead.json"
-    proc = subprocess.run([sys.executable, "-m", "bench.overhead", "--backends", "torch", "--modes", "default",
+    proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.perf.overhead", "--backends", "torch", "--modes", "default",
                            "--steps", "9", "--rounds", "2", "--chunk-steps", "3", "--data-dir", str(shared_data_dir),
                            "--no-require-quiet", "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -30,7 +30,7 @@ def test_overhead_benchmark_reports_both_paths(shared_data_dir, tmp_path):
 
 @pytest.mark.parametrize("backend,mode", sorted(plain_loops.LOOPS))
 def test_every_plain_loop_trains(shared_data_dir, backend, mode):
-    proc = subprocess.run([sys.executable, "-m", "bench.plain_loops", backend, mode, "--steps", "6",
+    proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.perf.plain_loops", backend, mode, "--steps", "6",
                            "--chunk-steps", "2", "--threads", "1", "--data-dir", str(shared_data_dir)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -39,7 +39,7 @@ def test_every_plain_loop_trains(shared_data_dir, backend, mode):
 
 
 def test_overhead_names_a_mode_without_a_plain_loop():
-    proc = subprocess.run([sys.executable, "-m", "bench.overhead", "--backends", "tensorflow", "--modes", "eager"],
+    proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.perf.overhead", "--backends", "tensorflow", "--modes", "eager"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "no plain loop for tensorflow in mode 'eager'" in proc.stderr

@@ -1,8 +1,8 @@
-"""Numerical parity: every backend and mode is the same model (see bench/parity.py).
+"""Numerical parity: every backend and mode is the same model (see bench/checks/parity.py).
 
 Every pair of (backend, mode) is checked; each backend's probes run in their own
 process. Tolerances and the measurements behind them live in
-``bench.parity.TOLERANCES``. Modes listed in ``registry.KNOWN_BROKEN`` are
+``mnist_bench.bench.checks.parity.TOLERANCES``. Modes listed in ``registry.KNOWN_BROKEN`` are
 expected to fail the checks that exercise training, strictly: if a framework
 release fixes the bug, these tests fail and tell us to drop the entry.
 """
@@ -11,8 +11,8 @@ import itertools
 
 import pytest
 
-from bench import parity
-from common import registry
+from mnist_bench.bench.checks import parity
+from mnist_bench.common import registry
 
 CONFIGS = [parity.Config(b, m) for b in registry.BACKENDS for m in registry.MODES[b]]
 LABELS = [c.label for c in CONFIGS]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import worker
-from common import peak, records
+from mnist_bench.bench.run import worker
+from mnist_bench.common import peak, records
 from record_factory import make_record
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,10 +84,10 @@ def test_manifest_and_records_of_a_sweep_carry_the_peak(tmp_path, shared_data_di
     import subprocess
     import sys
 
-    from bench.harness import child_env
+    from mnist_bench.bench.run.harness import child_env
 
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--backends", "torch", "--device", "cpu",
+    proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.cli", "run", "--backends", "torch", "--device", "cpu",
                            "--preset", "quick", "--set", "epochs=1", "--set", "steps_per_epoch=30",
                            "--set", "test_limit=500", "--chunk-steps", "5", "--threads", "1",
                            "--data-dir", str(shared_data_dir), "--out", str(out), "--quiet"],

@@ -5,8 +5,8 @@ import types
 import numpy as np
 import pytest
 
-from common import pipeline
-from common.recipe import Recipe
+from mnist_bench.common import pipeline
+from mnist_bench.common.recipe import Recipe
 
 
 def _arrays(n_train: int, n_test: int = 10) -> pipeline.Arrays:

@@ -1,11 +1,11 @@
-"""The profiler breakdown (bench/profile.py): HLO names map back to model operations."""
+"""The profiler breakdown (bench/perf/profile.py): HLO names map back to model operations."""
 
 import subprocess
 import sys
 
 import pytest
 
-from bench.profile import hlo_op_names
+from mnist_bench.bench.perf.profile import hlo_op_names
 
 HLO = """\
 %fused_computation.1 (param_0: f32[64,26,26,32], param_1: f32[64,24,24,64]) -> f32[32,3,3,64] {
@@ -34,7 +34,7 @@ def test_fusions_without_metadata_are_named_by_their_output():
 
 @pytest.mark.timeout(300)
 def test_profile_prints_the_costliest_operations(shared_data_dir):
-    proc = subprocess.run([sys.executable, "-m", "bench.profile", "--backend", "torch", "--mode", "eager",
+    proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.perf.profile", "--backend", "torch", "--mode", "eager",
                            "--steps", "2", "--top", "3", "--data-dir", str(shared_data_dir)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from common import recipe as recipes
-from common.recipe import Recipe, RecipeError
+from mnist_bench.common import recipe as recipes
+from mnist_bench.common.recipe import Recipe, RecipeError
 
 
 def test_defaults_are_the_documented_recipe():

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from bench import report
-from common.records import RecordError
+from mnist_bench.bench.results import report
+from mnist_bench.common.records import RecordError
 from record_factory import make_record, write_run_dir
 
 INJECTED = "<script>alert(1)</script> | boom"
@@ -173,7 +173,7 @@ def test_importing_report_is_cheap():
 
     heavy = "{'matplotlib', 'torch', 'tensorflow', 'jax', 'flax', 'keras'}"
     code = (
-        "import sys, bench.report, bench.compare, bench.export; "
+        "import sys, mnist_bench.bench.results.report, mnist_bench.bench.results.compare, mnist_bench.bench.results.export; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import report
+from mnist_bench.bench.results import report
 from record_factory import make_record, write_run_dir
 
 INJECTED = "<script>alert(1)</script> broken backend"

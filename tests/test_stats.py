@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench import stats
+from mnist_bench.bench.results import stats
 
 
 def test_t_critical_values_match_tables():
@@ -56,8 +56,8 @@ def test_scipy_gives_the_intervals_the_hand_written_code_gave_on_the_committed_r
     """The report's accuracy-parity table of the 2026-11-28 reference, as the hand-written t code printed it."""
     from pathlib import Path
 
-    from bench import report
-    from common.records import read_dirs
+    from mnist_bench.bench.results import report
+    from mnist_bench.common.records import read_dirs
 
     run_dir = Path(__file__).resolve().parent.parent / "results" / "superseded" / "reference-cpu-2026-11-28"
     pairs = {(p.a[0], p.b[0]): p for p in report.accuracy_parity(report.group_runs(read_dirs([run_dir])))}

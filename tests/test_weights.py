@@ -5,9 +5,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from common import weights
-from common.recipe import Recipe
-from common.weights import WeightsError
+from mnist_bench.common import weights
+from mnist_bench.common.recipe import Recipe
+from mnist_bench.common.weights import WeightsError
 
 SMALL = Recipe(conv1_filters=4, conv2_filters=6, hidden=16)
 

@@ -1,8 +1,8 @@
-"""``python -m bench.benchmarks``: see :mod:`bench.benchmarks.driver`."""
+"""``python -m mnist_bench.bench.benchmarks``: see :mod:`mnist_bench.bench.benchmarks.driver`."""
 
 import sys
 
-from bench.benchmarks.driver import main
+from mnist_bench.bench.benchmarks.driver import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,7 @@
 """pytest options and fixtures of the benchmark suite (one backend per pytest process).
 
 ``pytest bench/benchmarks --mnist-backend torch --benchmark-json out.json`` runs
-one backend; ``python -m bench.benchmarks`` runs them all, one process each.
+one backend; ``python -m mnist_bench.bench.benchmarks`` runs them all, one process each.
 Nothing here imports a framework at module level: the backend is loaded by a
 session fixture after the process is pinned and its thread counts are set.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.benchmarks import suite
-from common import registry
+from mnist_bench.bench.benchmarks import suite
+from mnist_bench.common import registry
 
 
 SETTINGS = pytest.StashKey[suite.Settings]()
@@ -39,7 +39,7 @@ def pytest_addoption(parser):
     group.addoption("--mnist-threads", type=int, default=len(os.sched_getaffinity(0)),
                     help="CPU threads for the framework, and the CPUs the process is pinned to (default: all)")
     group.addoption("--mnist-data-dir", help="dataset root holding mnist/ (else $MNIST_BENCH_DATA or the cache)")
-    group.addoption("--mnist-peak-file", help="a common.peak result (JSON) measured by the driver for this run")
+    group.addoption("--mnist-peak-file", help="a mnist_bench.common.peak result (JSON) measured by the driver for this run")
     group.addoption("--mnist-no-peak-probe", action="store_true", help="measure no matmul peak (fraction_of_peak null)")
     group.addoption("--mnist-allow-known-broken", action="store_true",
                     help="time (backend, mode, device) combinations known to compute wrong results")
@@ -52,7 +52,7 @@ def _settings(config) -> suite.Settings:
     backend = option("--mnist-backend")
     if not backend:
         raise pytest.UsageError("the benchmark suite needs --mnist-backend NAME (one of "
-                                f"{', '.join(registry.BACKENDS)}); or run them all with: python -m bench.benchmarks")
+                                f"{', '.join(registry.BACKENDS)}); or run them all with: python -m mnist_bench.bench.benchmarks")
     try:
         suite.check_backend(backend)
         modes = suite.select_modes(backend, option("--mnist-modes"))
@@ -82,7 +82,7 @@ def _settings(config) -> suite.Settings:
 
 
 def pytest_configure(config):
-    from bench.worker import configure_process
+    from mnist_bench.bench.run.worker import configure_process
 
     settings = _settings(config)
     config.stash[SETTINGS] = settings
@@ -166,7 +166,7 @@ def backend_cls(settings):
 
 @pytest.fixture(scope="session")
 def arrays(settings):
-    from common import datasets, pipeline
+    from mnist_bench.common import datasets, pipeline
 
     return pipeline.prepare(datasets.load("mnist", settings.data_dir), suite.recipe_for(64))
 
@@ -174,7 +174,7 @@ def arrays(settings):
 @pytest.fixture(scope="session")
 def cpu_peak(request, settings) -> dict | None:
     """NumPy's fp32 matmul peak with this run's threads: from the driver's file, else measured now."""
-    from common import peak
+    from mnist_bench.common import peak
 
     result = None
     if settings.peak_file:
@@ -188,7 +188,7 @@ def cpu_peak(request, settings) -> dict | None:
 @pytest.fixture(scope="session")
 def framework_peaks(request, settings, backend_cls) -> dict:
     """The framework's own fp32 matmul peak per device kind, measured once (after the backend is loaded)."""
-    from bench import device_peak
+    from mnist_bench.bench.perf import device_peak
 
     measured: dict[str, dict | None] = {}
 
@@ -206,7 +206,7 @@ def framework_peaks(request, settings, backend_cls) -> dict:
 @pytest.fixture(scope="session")
 def backends(settings, backend_cls):
     """One backend per (mode, batch size), built once and shared by its train and eval benchmarks."""
-    from bench.worker import resolve_device
+    from mnist_bench.bench.run.worker import resolve_device
 
     built = {}
 

@@ -1,4 +1,4 @@
-"""``python -m bench.benchmarks``: the benchmark suite for every backend, one pytest process each.
+"""``python -m mnist_bench.bench.benchmarks``: the benchmark suite for every backend, one pytest process each.
 
 Measures NumPy's fp32 matmul peak once (``peak.json``), then runs
 ``pytest bench/benchmarks --mnist-backend NAME`` per backend, each saving
@@ -10,7 +10,7 @@ pytest-benchmark (``--benchmark-compare`` with ``--benchmark-compare-fail``,
 default ``median:10%``), which fails the run on a regression.
 
 Before each pytest process the driver waits, up to ``--quiet-wait`` seconds, for
-the CPUs it pins to to be quiet (:func:`common.contention.wait_for_quiet`); what
+the CPUs it pins to to be quiet (:func:`mnist_bench.common.contention.wait_for_quiet`); what
 it saw is the JSON's ``mnist_bench.quiet_wait``. Still busy: ``--if-busy proceed``
 goes on and the figures say they are contended; ``stop`` exits 1. ``--repeat N``
 runs N passes, each backend once per pass in turn, saving
@@ -37,9 +37,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.benchmarks import suite, summary
-from bench.harness import child_env
-from common import contention, registry
+from mnist_bench.bench.benchmarks import suite, summary
+from mnist_bench.bench.run.harness import child_env
+from mnist_bench.common import contention, registry
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -51,7 +51,7 @@ QUICK = {"rounds": 2, "warmup_rounds": 1, "batch_sizes": "64", "chunk_steps": 2}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.benchmarks", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.benchmarks", description=__doc__.splitlines()[0],
                                      epilog="Arguments after -- go to every pytest process.")
     parser.add_argument("--backends", default=",".join(registry.BACKENDS),
                         help=f"comma-separated (default: {','.join(registry.BACKENDS)})")
@@ -238,7 +238,7 @@ def _run_backend(backend: str, number: int, args, resolved: dict, out: Path, pea
 
 
 def run(args, extra: list[str]) -> int:
-    from common import peak
+    from mnist_bench.common import peak
 
     resolved = _resolved(args)
     modes = _check(args, resolved)
@@ -246,7 +246,7 @@ def run(args, extra: list[str]) -> int:
     out = args.out or DEFAULT_OUT / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     out.mkdir(parents=True, exist_ok=True)
     print(f"benchmark results: {out}")
-    cpus = contention.pinned_cpus(args.threads)  # what every pytest process pins to (bench.worker.configure_process)
+    cpus = contention.pinned_cpus(args.threads)  # what every pytest process pins to (mnist_bench.bench.run.worker.configure_process)
     peak_file = None
     if not args.no_peak_probe:
         peak_wait = check_machine(args, cpus, "peak probe")  # a busy machine would lower the peak too
@@ -282,7 +282,7 @@ def run(args, extra: list[str]) -> int:
             failed.append(backend)
     if summary.load_passes(out):
         text = summary.table(out)
-        command = shlex.join(["python", "-m", "bench.benchmarks", *sys.argv[1:]])
+        command = shlex.join(["python", "-m", "mnist_bench.bench.benchmarks", *sys.argv[1:]])
         (out / summary.SUMMARY_FILE).write_text(f"# Benchmarks\n\n`{command}`\n\n{text}\n", encoding="utf-8")
         print("\n" + text)
     if stopped:

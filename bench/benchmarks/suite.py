@@ -13,7 +13,7 @@ batch 64, as the harness's chunks; 3 at batch 512) unless ``--mnist-chunk-steps`
 says otherwise. Batches are gathered and stacked by the pedantic ``setup``, off
 the clock. Samples/s is ``k * batch / median round time``.
 
-Each benchmark also measures its own machine: a :class:`common.contention.Monitor`
+Each benchmark also measures its own machine: a :class:`mnist_bench.common.contention.Monitor`
 covers its timed rounds (:class:`TimedRoundsMonitor`), and its summary is the
 benchmark's ``extra_info["contention"]``.
 """
@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from common import contention, flops, registry
-from common.recipe import Recipe
+from mnist_bench.common import contention, flops, registry
+from mnist_bench.common.recipe import Recipe
 
 DEFAULT_BATCH_SIZES = (64, 512)
 DEFAULT_ROUNDS = 10
@@ -72,7 +72,7 @@ def check_backend(name: str) -> None:
 
 
 def select_modes(backend: str, spec: str) -> tuple[str, ...]:
-    """:func:`common.registry.select_modes`, failing as a suite error."""
+    """:func:`mnist_bench.common.registry.select_modes`, failing as a suite error."""
     try:
         return registry.select_modes(backend, spec)
     except registry.UnknownMode as exc:
@@ -105,7 +105,7 @@ def recipe_for(batch_size: int) -> Recipe:
 
 
 def flops_per_sample(step: str, recipe: Recipe) -> int:
-    """Training: forward plus exact backward; evaluation: forward only (:mod:`common.flops`)."""
+    """Training: forward plus exact backward; evaluation: forward only (:mod:`mnist_bench.common.flops`)."""
     sizes = (recipe.conv1_filters, recipe.conv2_filters, recipe.hidden)
     if step == "train":
         return flops.train_flops(*sizes)
@@ -119,7 +119,7 @@ def known_broken(backend: str, mode: str, device: str) -> str | None:
 
 
 class TimedRoundsMonitor:
-    """A :class:`common.contention.Monitor` over exactly the timed rounds of one ``benchmark.pedantic``.
+    """A :class:`mnist_bench.common.contention.Monitor` over exactly the timed rounds of one ``benchmark.pedantic``.
 
     pedantic calls ``setup`` before every round, warm-up rounds first, and
     ``teardown`` after every round. The monitor starts once the first timed

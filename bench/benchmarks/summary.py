@@ -3,7 +3,7 @@
 A run of one pass saves ``<backend>.json``; a run of N interleaved passes
 (``--repeat N``) saves ``<backend>.pass<k>.json``, and its tables give each
 (backend, mode) the median over passes and its ratio to the fastest with a paired
-interval (:func:`bench.stats.paired_ratio`: pass k of one paired with pass k of the
+interval (:func:`mnist_bench.bench.results.stats.paired_ratio`: pass k of one paired with pass k of the
 other). Plain Python: importing this module imports no framework.
 """
 
@@ -14,9 +14,9 @@ import re
 import statistics
 from pathlib import Path
 
-from bench import stats
-from bench.benchmarks import suite
-from common import registry
+from mnist_bench.bench.results import stats
+from mnist_bench.bench.benchmarks import suite
+from mnist_bench.common import registry
 
 PEAK_FILE = "peak.json"
 SUMMARY_FILE = "summary.md"
@@ -77,7 +77,7 @@ def _groups(documents) -> dict[tuple[str, int], list[dict]]:
     groups: dict[tuple[str, int], list[dict]] = {}
     for document in documents:
         for bench in document.get("benchmarks", []):
-            info = bench.get("extra_info") or {}
+            info = mnist_bench.bench.get("extra_info") or {}
             groups.setdefault((info.get("step", "?"), info.get("batch_size", 0)), []).append(info)
     order = {step: index for index, step in enumerate(suite.STEP_KINDS)}
     return dict(sorted(groups.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1])))
@@ -103,7 +103,7 @@ def _single_pass_tables(documents: list[dict]) -> list[str]:
 def _pass_tables(passes: dict[str, dict[int, dict]]) -> list[str]:
     """Per (step, batch size): each (backend, mode)'s median over passes, and fastest ÷ it with a paired interval."""
     lines = []
-    tagged = [{**document, "benchmarks": [{**bench, "extra_info": {**bench.get("extra_info", {}), "pass": number}}
+    tagged = [{**document, "benchmarks": [{**bench, "extra_info": {**mnist_bench.bench.get("extra_info", {}), "pass": number}}
                                           for bench in document.get("benchmarks", [])]}
               for by_pass in passes.values() for number, document in by_pass.items()]
     for (step, batch), infos in _groups(tagged).items():

@@ -7,7 +7,7 @@ one ``train_chunk`` (k SGD steps) or one ``logits`` call (k evaluation batches),
 and ends with the results copied to the host, which synchronises the device
 inside the timed function. A contention monitor is read around the timed
 rounds (pedantic's ``setup`` and ``teardown``, off the clock) and its summary is
-``extra_info["contention"]``. See :mod:`bench.benchmarks.suite`.
+``extra_info["contention"]``. See :mod:`mnist_bench.bench.benchmarks.suite`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import platform
 import numpy as np
 import pytest
 
-from bench.benchmarks import conftest, suite
-from common import peak, pipeline
+from mnist_bench.bench.benchmarks import conftest, suite
+from mnist_bench.common import peak, pipeline
 
 
 def _train_rounds(arrays, recipe, steps: int):

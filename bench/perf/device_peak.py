@@ -1,6 +1,6 @@
 """The fp32 matmul peak of a device as one framework reaches it, measured in that framework's process.
 
-On a GPU the NumPy probe (:mod:`common.peak`) measures the wrong chip, so the run's
+On a GPU the NumPy probe (:mod:`mnist_bench.common.peak`) measures the wrong chip, so the run's
 own framework times square float32 matmuls on the run's device, with the same
 numerics the backends use (no TF32, JAX at ``highest`` precision off-CPU). Each
 timing covers enough matmuls to last ``min_block_s`` and ends with the result

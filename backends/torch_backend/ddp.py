@@ -3,9 +3,9 @@
 Each process is one rank and reads the torchrun environment (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): torchrun sets it
 across hosts, and the worker sets it for the processes it starts on one host
-(:mod:`common.parallel`). Process group: gloo on CPU, NCCL on GPUs (one GPU per
+(:mod:`mnist_bench.common.parallel`). Process group: gloo on CPU, NCCL on GPUs (one GPU per
 local rank). The model, its layouts and the optimiser are those of
-:mod:`backends.torch_backend`.
+:mod:`mnist_bench.backends.torch_backend.backend`.
 
 Every rank runs the shared pipeline and gets the global batch; it trains on its
 own contiguous shard, and DDP averages the gradients across ranks. The shards are
@@ -25,9 +25,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from backends.torch_backend import Net, images, labels, state_dict, to_canonical
-from common import parallel, weights
-from common.interface import Backend, DeviceUnavailable
+from mnist_bench.backends.torch_backend.backend import Net, images, labels, state_dict, to_canonical
+from mnist_bench.common import parallel, weights
+from mnist_bench.common.interface import Backend, DeviceUnavailable
 
 # A rank that dies leaves the others blocked in a collective; the worker's own
 # watchdog ends the run first, this only bounds it when there is no watchdog.

@@ -1,4 +1,4 @@
-"""TensorFlow data-parallel: ``tf.distribute`` with the Keras model of :mod:`backends.tensorflow_backend`.
+"""TensorFlow data-parallel: ``tf.distribute`` with the Keras model of :mod:`mnist_bench.backends.tensorflow_backend.backend`.
 
 One host: ``MirroredStrategy`` over ``devices`` GPUs, or over as many logical CPU
 devices (``tf.config.set_logical_device_configuration``, before TensorFlow starts
@@ -26,9 +26,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from backends.tensorflow_backend import build_model, canonical, set_threads, set_weights  # noqa: E402
-from common import parallel, weights  # noqa: E402
-from common.interface import Backend, DeviceUnavailable  # noqa: E402
+from mnist_bench.backends.tensorflow_backend.backend import build_model, canonical, set_threads, set_weights  # noqa: E402
+from mnist_bench.common import parallel, weights  # noqa: E402
+from mnist_bench.common.interface import Backend, DeviceUnavailable  # noqa: E402
 
 SUM = tf.distribute.ReduceOp.SUM
 

@@ -1,6 +1,6 @@
 """Where a training step's time goes, by operation, from the framework's own profiler.
 
-``python -m bench.profile --backend jax --mode compiled`` trains a few real batches
+``python -m mnist_bench.bench.perf.profile --backend jax --mode compiled`` trains a few real batches
 through the backend (as the harness drives it), then profiles ``--steps`` more and
 prints the operations that took the most time per step:
 
@@ -62,8 +62,8 @@ def hlo_op_names(hlo_text: str) -> dict[str, str]:
 
 
 def _batches(steps: int, data_dir: str | None):
-    from common import datasets, pipeline
-    from common.recipe import Recipe
+    from mnist_bench.common import datasets, pipeline
+    from mnist_bench.common.recipe import Recipe
 
     recipe = Recipe()
     arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe)
@@ -75,7 +75,7 @@ def _batches(steps: int, data_dir: str | None):
 def profile_jax(mode: str, steps: int, data_dir: str | None) -> list[tuple[str, float]]:
     import jax
 
-    from backends.jax_backend import JaxBackend
+    from mnist_bench.backends.jax_backend.backend import JaxBackend
 
     recipe, xs, ys = _batches(2 * steps, data_dir)
     backend = JaxBackend(recipe, device="cpu", mode=mode, seed=0)
@@ -111,7 +111,7 @@ def _jax_hlo(backend, xs, ys) -> str:
 def profile_torch(mode: str, steps: int, data_dir: str | None) -> list[tuple[str, float]]:
     from torch.profiler import ProfilerActivity, profile
 
-    from backends.torch_backend import TorchBackend
+    from mnist_bench.backends.torch_backend.backend import TorchBackend
 
     recipe, xs, ys = _batches(2 * steps, data_dir)
     backend = TorchBackend(recipe, device="cpu", mode=mode, seed=0)
@@ -126,7 +126,7 @@ PROFILERS = {"jax": profile_jax, "torch": profile_torch}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.perf.profile", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=sorted(PROFILERS), default="jax")
     parser.add_argument("--mode", default="compiled")
     parser.add_argument("--steps", type=int, default=10)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
-    from bench.worker import configure_process
+    from mnist_bench.bench.run.worker import configure_process
 
     configure_process(args.threads, "cpu")
     rows = PROFILERS[args.backend](args.mode, args.steps, args.data_dir)

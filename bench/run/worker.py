@@ -1,4 +1,4 @@
-"""One run in its own process: ``python -m bench.worker REQUEST.json``.
+"""One run in its own process: ``python -m mnist_bench.bench.run.worker REQUEST.json``.
 
 The harness writes a request (backend, mode, device, seed, recipe, threads,
 data location, where the record goes) and starts this module in a fresh
@@ -24,9 +24,9 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import launch, training
-from common import contention, parallel, peak
-from common.interface import DeviceUnavailable
+from mnist_bench.bench.run import launch, training
+from mnist_bench.common import contention, parallel, peak
+from mnist_bench.common.interface import DeviceUnavailable
 
 PROGRESS_PREFIX = "@@mnist-bench "
 EXIT_OK, EXIT_FAILED, EXIT_DEVICE, EXIT_DIVERGED = 0, 1, 3, 4
@@ -83,7 +83,7 @@ def peak_rss_bytes() -> int:
 
 
 def base_record(request: dict) -> dict:
-    from common import machine
+    from mnist_bench.common import machine
 
     return {
         "schema_version": 1,
@@ -118,14 +118,14 @@ def resolve_device(backend_cls, recipe, request) -> str:
 def run_peak(request: dict, device: str) -> dict | None:
     """The fp32 matmul peak this run is measured against (None when the sweep turned probing off).
 
-    On a CPU, the sweep's NumPy probe (:mod:`common.peak`); on a GPU or TPU, the run's own
-    framework timing matmuls on that device, here (:mod:`bench.device_peak`). A probe
+    On a CPU, the sweep's NumPy probe (:mod:`mnist_bench.common.peak`); on a GPU or TPU, the run's own
+    framework timing matmuls on that device, here (:mod:`mnist_bench.bench.perf.device_peak`). A probe
     that fails is recorded with its error, never failing the run.
     """
     cpu_peak = request.get("matmul_peak")
     if device == "cpu" or cpu_peak is None:
         return cpu_peak
-    from bench import device_peak
+    from mnist_bench.bench.perf import device_peak
 
     try:
         return device_peak.measure(request["backend"], device)
@@ -166,7 +166,7 @@ def run(request: dict, request_path: str | None = None) -> int:
     # PyTorch: start the other ranks on this host first, so they do not inherit our CPU pinning.
     start_error = None
     try:
-        children = launch.start_local_ranks(request["backend"], topology, ["-m", "bench.worker", str(request_path)])
+        children = launch.start_local_ranks(request["backend"], topology, ["-m", "mnist_bench.bench.run.worker", str(request_path)])
     except (OSError, parallel.TopologyError) as exc:  # a bad coordinator address, no free port, no fork
         children, start_error = [], {"type": type(exc).__name__, "message": f"starting the ranks failed: {exc}"}
     reporter = launch.is_reporter()
@@ -175,7 +175,7 @@ def run(request: dict, request_path: str | None = None) -> int:
     monitor = contention.Monitor(contention.pinned_cpus(request["threads"]), harness=request.get("harness_pid"))
     record["threads"] = configure_process(request["threads"], request["device"], request["backend"], topology)
     record_path = Path(request["record_path"])
-    from common import records
+    from mnist_bench.common import records
 
     finishing = threading.Lock()
 
@@ -206,8 +206,8 @@ def run(request: dict, request_path: str | None = None) -> int:
     if start_error:
         return finish("failed", EXIT_FAILED, start_error)
     try:
-        from common import datasets, pipeline, recipe as recipes
-        from common.registry import KNOWN_BROKEN, load_backend
+        from mnist_bench.common import datasets, pipeline, recipe as recipes
+        from mnist_bench.common.registry import KNOWN_BROKEN, load_backend
 
         recipe = recipes.from_mapping(request["recipe"])
         device = resolve_device(load_backend(request["backend"]), recipe, request)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import weights
-from common.interface import Backend, DeviceUnavailable
+from mnist_bench.common import weights
+from mnist_bench.common.interface import Backend, DeviceUnavailable
 
 
 class UniformDropout(nn.Dropout):

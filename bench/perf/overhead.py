@@ -1,15 +1,15 @@
 """Harness overhead: what ``mnist-bench run`` reports against a plain loop, in interleaved rounds.
 
-``python -m bench.overhead --backends torch,tensorflow,jax --modes default --rounds 5``
+``python -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,jax --modes default --rounds 5``
 runs, in every round and for every backend and mode, two fresh processes one after
 the other: a real ``mnist-bench run`` (worker, harness, progress, record: the figure
-users see) and the framework's plain loop (:mod:`bench.plain_loops`, written as its
+users see) and the framework's plain loop (:mod:`mnist_bench.bench.perf.plain_loops`, written as its
 own MNIST example is). Both train the same steps in the same order with the same
 pinning and thread counts, and report steady-state samples/s measured the same way.
 The order of the pair alternates by round (A B, then B A), and every pair waits for a
 quiet machine first, so drift and noise hit both sides alike. Reported: each side's
 samples/s per round and the harness/plain ratio with its 95 % interval from the
-paired rounds (:func:`bench.stats.paired_ratio`); 1.0 means no overhead.
+paired rounds (:func:`mnist_bench.bench.results.stats.paired_ratio`); 1.0 means no overhead.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ class SideFailed(RuntimeError):
 
 def harness_side(backend: str, mode: str, args, work: Path, round_index: int) -> dict:
     """One real ``mnist-bench run`` of ``args.steps`` steps; its record's steady state and machine load."""
-    from common import records
+    from mnist_bench.common import records
 
     run_dir = work / f"r{round_index}-{backend}-{mode}"
-    argv = [sys.executable, "-m", "bench.cli", "run", "--backends", backend, "--modes", mode, "--device", "cpu",
+    argv = [sys.executable, "-m", "mnist_bench.bench.cli", "run", "--backends", backend, "--modes", mode, "--device", "cpu",
             "--set", f"train_limit={args.steps * 64}", "--set", "test_limit=640", "--epochs", "1",
             "--chunk-steps", str(args.chunk_steps), "--threads", str(args.threads), "--no-peak-probe",
             "--no-require-quiet", "--quiet", "--out", str(run_dir)]
@@ -49,7 +49,7 @@ def harness_side(backend: str, mode: str, args, work: Path, round_index: int) ->
 
 
 def plain_side(backend: str, mode: str, args) -> dict:
-    argv = [sys.executable, "-m", "bench.plain_loops", backend, mode, "--steps", str(args.steps),
+    argv = [sys.executable, "-m", "mnist_bench.bench.perf.plain_loops", backend, mode, "--steps", str(args.steps),
             "--chunk-steps", str(args.chunk_steps), "--threads", str(args.threads)]
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
@@ -58,7 +58,7 @@ def plain_side(backend: str, mode: str, args) -> dict:
 
 
 def _run(argv: list[str], what: str) -> str:
-    from bench.harness import child_env
+    from mnist_bench.bench.run.harness import child_env
 
     try:
         done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=SIDE_TIMEOUT_S,
@@ -72,8 +72,8 @@ def _run(argv: list[str], what: str) -> str:
 
 def measure(pairs: list[tuple[str, str]], args, say=print) -> list[dict]:
     """Interleaved rounds over every (backend, mode); the order of the two sides alternates by round."""
-    from bench import stats
-    from common import contention
+    from mnist_bench.bench.results import stats
+    from mnist_bench.common import contention
 
     results = {pair: {"backend": pair[0], "mode": pair[1], "harness": [], "plain": []} for pair in pairs}
     with tempfile.TemporaryDirectory(prefix="mnist-bench-overhead-") as tmp:
@@ -104,7 +104,7 @@ def measure(pairs: list[tuple[str, str]], args, say=print) -> list[dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.perf.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="torch,tensorflow,jax")
     parser.add_argument("--modes", default="default", help="comma-separated: 'default', 'tuned' or a mode name")
     parser.add_argument("--steps", type=int, default=400, help="training steps per side and round (default 400)")
@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.plain_loops import LOOPS
-    from common.registry import DEFAULT_MODE
+    from mnist_bench.bench.perf.plain_loops import LOOPS
+    from mnist_bench.common.registry import DEFAULT_MODE
 
     args = build_parser().parse_args(argv)
     pairs = [(name, DEFAULT_MODE.get(name, "?") if mode == "default" else mode)
@@ -145,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['backend']:11s} {row['mode']:9s} harness/plain {row['ratio_text']} over {args.rounds} "
               f"interleaved rounds{busy}")
     if args.out:
-        from common.machine import describe
-        from common.records import write_atomic
+        from mnist_bench.common.machine import describe
+        from mnist_bench.common.records import write_atomic
 
-        write_atomic(args.out, {"kind": "harness-overhead", "command": " ".join(["python -m bench.overhead", *(argv or sys.argv[1:])]),
+        write_atomic(args.out, {"kind": "harness-overhead", "command": " ".join(["python -m mnist_bench.bench.perf.overhead", *(argv or sys.argv[1:])]),
                                 "threads": args.threads, "steps": args.steps, "rounds": args.rounds,
                                 "machine": describe(), "results": results})
     return EXIT_OK

@@ -1,4 +1,4 @@
-"""JAX data-parallel: the Flax model of :mod:`backends.jax_backend`, sharded over a device mesh.
+"""JAX data-parallel: the Flax model of :mod:`mnist_bench.backends.jax_backend.backend`, sharded over a device mesh.
 
 A one-axis :class:`jax.sharding.Mesh` (``"data"``) holds ``devices`` devices per
 process; across hosts, ``jax.distributed.initialize(coordinator, num_processes,
@@ -24,9 +24,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from backends.jax_backend import CNN, loss_and_grads, params_from_canonical, to_canonical, train_step
-from common import parallel, weights
-from common.interface import Backend, DeviceUnavailable
+from mnist_bench.backends.jax_backend.backend import CNN, loss_and_grads, params_from_canonical, to_canonical, train_step
+from mnist_bench.common import parallel, weights
+from mnist_bench.common.interface import Backend, DeviceUnavailable
 
 
 def _mesh_devices(kind: str, topology: parallel.Topology) -> list:

@@ -1,6 +1,6 @@
 """Numerical parity: the same weights and batches must give the same numbers in every backend.
 
-Each backend and mode is probed in its own process (``python -m bench.parity``),
+Each backend and mode is probed in its own process (``python -m mnist_bench.bench.checks.parity``),
 from one shared set of inputs, and the results are compared here, pairwise:
 
 * ``forward_logits``: logits for 256 test images from the canonical initial weights.
@@ -67,14 +67,14 @@ class Config:
 
 
 def parity_recipe():
-    from common.recipe import Recipe
+    from mnist_bench.common.recipe import Recipe
 
     return Recipe(dropout1=0.0, dropout2=0.0)
 
 
 def make_inputs(data_dir: str | None, path: Path, seed: int = 0) -> Path:
     """The shared inputs every probe reads: weights, batches and the test set."""
-    from common import datasets, pipeline, weights
+    from mnist_bench.common import datasets, pipeline, weights
 
     recipe = parity_recipe()
     arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe)
@@ -92,7 +92,7 @@ def _weights(npz, prefix: str) -> dict[str, np.ndarray]:
 
 def probe(config: Config, inputs: Path, out: Path, device: str = "cpu") -> None:
     """Phase 1, inside the backend's process: forward, gradients, trajectory."""
-    from common.registry import load_backend
+    from mnist_bench.common.registry import load_backend
 
     data = np.load(inputs, allow_pickle=False)
     init = _weights(data, "w/")
@@ -112,7 +112,7 @@ def probe(config: Config, inputs: Path, out: Path, device: str = "cpu") -> None:
 
 def evaluate_weights(config: Config, inputs: Path, weight_files: list[Path], out: Path, device: str = "cpu") -> None:
     """Phase 2: load other backends' trained weights, predict the test set."""
-    from common.registry import load_backend
+    from mnist_bench.common.registry import load_backend
 
     data = np.load(inputs, allow_pickle=False)
     backend = load_backend(config.backend)(parity_recipe(), device=device, mode=config.mode, seed=0)
@@ -124,10 +124,10 @@ def evaluate_weights(config: Config, inputs: Path, weight_files: list[Path], out
 
 
 def _run_in_process(args: list[str], threads: int, device: str) -> None:
-    from bench.harness import child_env
+    from mnist_bench.bench.run.harness import child_env
 
     env = child_env()
-    proc = subprocess.run([sys.executable, "-m", "bench.parity", *args, "--threads", str(threads), "--device", device],
+    proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.checks.parity", *args, "--threads", str(threads), "--device", device],
                           env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"parity probe {' '.join(args[:2])} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -142,7 +142,7 @@ def run_probes(configs: list[Config], data_dir: str | None, work: Path, threads:
     """
     work.mkdir(parents=True, exist_ok=True)
     inputs = make_inputs(data_dir, work / "inputs.npz")
-    from common.registry import DEFAULT_MODE
+    from mnist_bench.common.registry import DEFAULT_MODE
 
     by_backend: dict[str, list[Config]] = {}
     for c in configs:
@@ -202,7 +202,7 @@ def compare(results: dict[str, dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.parity")
+    parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.checks.parity")
     parser.add_argument("phase", choices=("probe", "evaluate"))
     parser.add_argument("backend")
     parser.add_argument("modes", help="comma-separated (probe) or one mode (evaluate)")
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
     args = parser.parse_args(argv)
-    from bench.worker import configure_process
+    from mnist_bench.bench.run.worker import configure_process
 
     configure_process(args.threads, args.device)
     if args.phase == "probe":

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from common import weights
-from common.interface import Backend, DeviceUnavailable
+from mnist_bench.common import weights
+from mnist_bench.common.interface import Backend, DeviceUnavailable
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 

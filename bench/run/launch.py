@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Callable
 
-from common import parallel
+from mnist_bench.common import parallel
 
 
 def one_process_per_device(backend: str) -> bool:

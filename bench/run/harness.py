@@ -1,6 +1,6 @@
 """The harness: runs a sweep of (backend, mode, device, seed) one worker process at a time.
 
-Every run gets a fresh interpreter (:mod:`bench.worker`), a per-run timeout and
+Every run gets a fresh interpreter (:mod:`mnist_bench.bench.run.worker`), a per-run timeout and
 its own log. Whatever happens to a worker -- an exception, a crash, SIGKILL, a
 hang, a diverging loss, Ctrl-C -- the run ends with a schema-valid record in the
 run directory, and the runs before and after it are unaffected. A lock keeps
@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from bench.worker import PROGRESS_PREFIX, now
-from common import contention, machine, records
-from common.recipe import Recipe
+from mnist_bench.bench.run.worker import PROGRESS_PREFIX, now
+from mnist_bench.common import contention, machine, records
+from mnist_bench.common.recipe import Recipe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_TAIL_CHARS = 4000
@@ -208,7 +208,7 @@ def measure_peak(config: SweepConfig) -> dict | None:
     """
     if not config.peak_probe:
         return None
-    from common import peak
+    from mnist_bench.common import peak
 
     waited = None
     if config.require_quiet:  # a busy machine lowers the peak, and so inflates every run's fraction of it
@@ -280,7 +280,7 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
     env = {**child_env(), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.worker", str(request_path)],
+            [sys.executable, "-m", "mnist_bench.bench.run.worker", str(request_path)],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
             encoding="utf-8", errors="replace",  # native code may print anything; the pump must not die on it
             start_new_session=True,  # its own process group: a kill reaches its children too

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from bench import contended as load
-from bench.export import error_text, rows, versions_text
-from bench.stats import CONFIDENCE, RatioInterval, WelchInterval, independent_ratio, paired_ratio, welch_interval
-from common.records import RecordError, device_group, read_dirs
+from mnist_bench.bench.results import contended as load
+from mnist_bench.bench.results.export import error_text, rows, versions_text
+from mnist_bench.bench.results.stats import CONFIDENCE, RatioInterval, WelchInterval, independent_ratio, paired_ratio, welch_interval
+from mnist_bench.common.records import RecordError, device_group, read_dirs
 
 DEFAULT_MARGIN = 0.005  # half a percentage point of test accuracy
 MISSING = "—"
@@ -39,7 +39,7 @@ Warn = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------
-# Accuracy parity: Welch's interval (bench.stats) against a margin.
+# Accuracy parity: Welch's interval (mnist_bench.bench.results.stats) against a margin.
 
 
 def parity_verdict(interval: WelchInterval | None, margin: float = DEFAULT_MARGIN) -> str:
@@ -920,7 +920,7 @@ def write_report(
 
     ``run_dirs`` hold ``*.run.json`` records and optionally ``manifest.json``
     and ``parity.json``. With ``strict`` any unreadable file raises
-    :class:`~common.records.RecordError`; otherwise it is skipped, passed to
+    :class:`~mnist_bench.common.records.RecordError`; otherwise it is skipped, passed to
     ``warn`` and listed in the report. ``margin`` is the accuracy equivalence
     margin (a fraction: 0.005 is half a percentage point).
 

@@ -21,8 +21,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from common import weights  # noqa: E402
-from common.interface import Backend, DeviceUnavailable  # noqa: E402
+from mnist_bench.common import weights  # noqa: E402
+from mnist_bench.common.interface import Backend, DeviceUnavailable  # noqa: E402
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 

@@ -1,7 +1,7 @@
 """Plain training loops, each written the way its framework's own MNIST example is, sharing nothing with the harness.
 
-``python -m bench.plain_loops BACKEND MODE --steps N`` trains one in its own process and
-prints its steady-state samples/s as JSON; :mod:`bench.overhead` runs it against
+``python -m mnist_bench.bench.perf.plain_loops BACKEND MODE --steps N`` trains one in its own process and
+prints its steady-state samples/s as JSON; :mod:`mnist_bench.bench.perf.overhead` runs it against
 ``mnist-bench run`` in interleaved rounds. The default-mode loops define their own model
 (the same network) and hold the whole normalised training set in the framework, slicing
 each batch out of it as the examples do, with no chunking, canonical weights, progress
@@ -21,7 +21,7 @@ in a ``lax.scan``, with the JAX backend's module, since that module *is* the ide
 Timing matches the harness: the same data order (seed 0, epoch 0), the first step timed
 alone, then chunks of ``chunk_steps`` steps with the loss read back (which synchronises)
 before each clock read; steady state is the median chunk rate, leaving out the first two
-chunks as :mod:`bench.training` does.
+chunks as :mod:`mnist_bench.bench.run.training` does.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def _jax_tuned_loop(recipe, train_x, train_y, seed: int):
     import jax.numpy as jnp
     import optax
 
-    from backends.jax_backend import CNN
+    from mnist_bench.backends.jax_backend.backend import CNN
 
     model = CNN(recipe.conv1_filters, recipe.conv2_filters, recipe.hidden, recipe.dropout1, recipe.dropout2,
                 matmul_convs=True)
@@ -237,12 +237,12 @@ LOOPS = {
 
 def measure(backend: str, mode: str, steps: int, chunk_steps: int, threads: int, data_dir: str | None) -> dict:
     """Train ``steps`` steps of the plain loop; time it as the harness times a run."""
-    from bench.worker import configure_process
+    from mnist_bench.bench.run.worker import configure_process
 
     configure_process(threads, "cpu")  # the same pinning and thread counts as a worker, before any framework
-    from bench.training import _chunk_sizes
-    from common import contention, datasets, pipeline
-    from common.recipe import Recipe
+    from mnist_bench.bench.run.training import _chunk_sizes
+    from mnist_bench.common import contention, datasets, pipeline
+    from mnist_bench.common.recipe import Recipe
 
     recipe = Recipe()
     arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe)
@@ -257,7 +257,7 @@ def measure(backend: str, mode: str, steps: int, chunk_steps: int, threads: int,
         elapsed = time.perf_counter() - start
         done += size
         monitor.sample()
-        if index > 1:  # the lone first step (compilation) and the first chunk, as in bench.training
+        if index > 1:  # the lone first step (compilation) and the first chunk, as in mnist_bench.bench.run.training
             rates.append(size * recipe.batch_size / elapsed)
     return {"backend": backend, "mode": mode, "steps": steps, "chunk_steps": chunk_steps,
             "steady_samples_per_s": float(np.median(rates)) if rates else None, "chunks": len(rates),
@@ -265,7 +265,7 @@ def measure(backend: str, mode: str, steps: int, chunk_steps: int, threads: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.plain_loops", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.perf.plain_loops", description=__doc__.splitlines()[0])
     parser.add_argument("backend")
     parser.add_argument("mode")
     parser.add_argument("--steps", type=int, default=400)

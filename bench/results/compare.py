@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from bench import contended as load
-from common.records import device_group, read_dirs
+from mnist_bench.bench.results import contended as load
+from mnist_bench.common.records import device_group, read_dirs
 
 # Comparisons at exactly the threshold must not flip on float rounding.
 _SLACK = 1e-12

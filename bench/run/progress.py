@@ -8,7 +8,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from common.contention import CONTENDED_SHARE
+from mnist_bench.common.contention import CONTENDED_SHARE
 
 
 def _outcome(record: dict) -> str:

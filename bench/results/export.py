@@ -10,7 +10,7 @@ import csv
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from common.records import read_dirs
+from mnist_bench.common.records import read_dirs
 
 FIELDS = (
     "run_id",

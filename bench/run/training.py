@@ -25,9 +25,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from common import flops, pipeline
-from common.interface import Backend
-from common.recipe import Recipe
+from mnist_bench.common import flops, pipeline
+from mnist_bench.common.interface import Backend
+from mnist_bench.common.recipe import Recipe
 
 
 class Diverged(RuntimeError):

@@ -4,7 +4,7 @@ From the canonical initial weights, with dropout off, a run on N devices (or N
 hosts) must follow the single-device run's loss at **every** step, and end at the
 same weights. The probe runs in its own process(es), like every run:
 
-    python -m bench.dp_parity BACKEND INPUTS.npz OUT.npz [--devices N] [--hosts H --host-rank R
+    python -m mnist_bench.bench.checks.dp_parity BACKEND INPUTS.npz OUT.npz [--devices N] [--hosts H --host-rank R
                               --coordinator HOST:PORT] [--threads T] [--device cpu]
 
 ``INPUTS.npz`` comes from :func:`make_inputs` (weights and batches on real MNIST).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.parity import Tolerance
+from mnist_bench.bench.checks.parity import Tolerance
 
 STEPS = 25
 
@@ -43,8 +43,8 @@ TOLERANCES: dict[str, Tolerance] = {
 
 def make_inputs(data_dir: str | None, path: Path, seed: int = 0, steps: int = STEPS) -> Path:
     """Canonical initial weights and the first ``steps`` batches of epoch 0, in the pipeline's order."""
-    from bench.parity import parity_recipe
-    from common import datasets, pipeline, weights
+    from mnist_bench.bench.checks.parity import parity_recipe
+    from mnist_bench.common import datasets, pipeline, weights
 
     recipe = parity_recipe()
     arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe.replace(test_limit=1))
@@ -57,9 +57,9 @@ def make_inputs(data_dir: str | None, path: Path, seed: int = 0, steps: int = ST
 
 def probe(backend_name: str, topology, inputs: Path, out: Path, device: str, threads: int, steps: int = 0) -> None:
     """Inside the backend's process: first-batch loss and gradients, then the trajectory (the first ``steps``)."""
-    from bench import launch
-    from bench.parity import parity_recipe
-    from common.registry import DEFAULT_MODE, load_backend
+    from mnist_bench.bench.run import launch
+    from mnist_bench.bench.checks.parity import parity_recipe
+    from mnist_bench.common.registry import DEFAULT_MODE, load_backend
 
     data = np.load(inputs, allow_pickle=False)
     init = {k[2:]: data[k] for k in data.files if k.startswith("w/")}
@@ -90,7 +90,7 @@ def compare(reference: dict, other: dict) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.dp_parity")
+    parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.checks.dp_parity")
     parser.add_argument("backend")
     parser.add_argument("inputs", type=Path)
     parser.add_argument("out", type=Path)
@@ -102,13 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
     parser.add_argument("--steps", type=int, default=0, help="train on the first STEPS batches only (default all)")
     args = parser.parse_args(argv)
-    from bench import launch
-    from bench.worker import configure_process
-    from common import parallel
+    from mnist_bench.bench.run import launch
+    from mnist_bench.bench.run.worker import configure_process
+    from mnist_bench.common import parallel
 
     topology = parallel.Topology(args.devices, args.hosts, args.host_rank, args.coordinator)
     parallel.check(topology, 64, cpus=args.threads if args.device == "cpu" else None)
-    children = launch.start_local_ranks(args.backend, topology, ["-m", "bench.dp_parity", *sys.argv[1:]])
+    children = launch.start_local_ranks(args.backend, topology, ["-m", "mnist_bench.bench.checks.dp_parity", *sys.argv[1:]])
     threads = configure_process(args.threads, args.device, args.backend, topology)["requested"]
     probe(args.backend, topology, args.inputs, args.out, args.device, threads, args.steps)
     codes = launch.wait_ranks(children)

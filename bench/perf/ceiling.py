@@ -1,14 +1,14 @@
 """This model's own GEMMs, timed with NumPy: a framework-neutral ceiling for a training step.
 
-Every FLOP that :mod:`common.flops` counts is a matrix product once convolutions
-are written over image patches (im2col). ``python -m bench.ceiling`` times each of
+Every FLOP that :mod:`mnist_bench.common.flops` counts is a matrix product once convolutions
+are written over image patches (im2col). ``python -m mnist_bench.bench.perf.ceiling`` times each of
 those products at its real shape for one batch -- forward, weight gradient and
 input gradient of every layer (conv1 has no input gradient) -- with NumPy's BLAS,
 pinned and threaded as the workers are, best of several repeats. Their sum is
 what a step would take if it did nothing but its GEMMs as fast as this machine's
 BLAS runs them: no patch copies, no element-wise work, no framework. That is the
 ceiling a framework's fraction of peak should be read against: the square-matmul
-peak (:mod:`common.peak`) is not reachable by products with K = 9 or N = 10.
+peak (:mod:`mnist_bench.common.peak`) is not reachable by products with K = 9 or N = 10.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from common import flops
+from mnist_bench.common import flops
 
 
 def gemm_shapes(batch: int, conv1: int = 32, conv2: int = 64, hidden: int = 128) -> dict[str, tuple[int, int, int]]:
@@ -58,18 +58,18 @@ def measure(batch: int = 64, repeats: int = 7) -> dict:
         rows[name] = {"shape": [m, k, n], "ms": best * 1e3, "gflops": 2 * m * k * n / best / 1e9}
     step_s = sum(r["ms"] for r in rows.values()) / 1e3
     step_flops = sum(2 * m * k * n for m, k, n in gemm_shapes(batch).values())
-    assert step_flops == flops.train_flops() * batch  # the products are exactly what common.flops counts
+    assert step_flops == flops.train_flops() * batch  # the products are exactly what mnist_bench.common.flops counts
     return {"batch": batch, "gemms": rows, "step_ms": step_s * 1e3, "gflops": step_flops / step_s / 1e9,
             "ceiling_samples_per_s": batch / step_s}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ceiling", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.perf.ceiling", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    from common import peak
+    from mnist_bench.common import peak
 
     # As the peak probe does: BLAS reads its thread count when NumPy loads, so set it first.
     os.sched_setaffinity(0, peak.pinned_cpus(args.threads))

@@ -1,0 +1,1 @@
+"""The jax implementation. Importing this package imports no framework."""

@@ -1,0 +1,1 @@
+"""The tensorflow implementation. Importing this package imports no framework."""

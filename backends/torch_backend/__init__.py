@@ -1,0 +1,1 @@
+"""The torch implementation. Importing this package imports no framework."""

@@ -1,0 +1,1 @@
+"""Checking that implementations are the same model: parity and data-parallel parity."""

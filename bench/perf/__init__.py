@@ -1,0 +1,1 @@
+"""Investigating performance: peak probes, the ceiling, harness overhead and profiles."""

@@ -1,0 +1,1 @@
+"""Reading results: comparison of two run directories, CSV export and the report."""
