@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train the recipe on each backend, one worker process per run")
     run.add_argument("--backends", default="torch,tensorflow,jax",
-                     help=f"comma-separated, from {', '.join(registry.BACKENDS)} (default: all three)")
+                     help=f"comma-separated, from {', '.join(registry.names())} (default: all three)")
     run.add_argument("--modes", default="default",
                      help="'default' (each backend's recommended mode), 'all', or comma-separated mode names "
                           "(eager, compiled, xla); each backend runs those it has")
@@ -169,9 +169,9 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
 
     backends = _csv(args.backends)
     if not backends:
-        raise UsageError("--backends is empty; choose from " + ", ".join(registry.BACKENDS))
+        raise UsageError("--backends is empty; choose from " + ", ".join(registry.names()))
     for name in backends:
-        registry.entry(name)  # raises UnknownBackend naming the choices
+        registry.spec(name)  # raises UnknownBackend naming the choices
     missing = [registry.not_installed_message(name) for name in backends if not registry.is_available(name)]
     if missing:
         raise UsageError("\n".join(missing) + "\n(or leave it out with --backends)")
@@ -185,7 +185,7 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
     if not args.allow_known_broken:
         for b in backends:
             for m in chosen[b]:
-                why = registry.KNOWN_BROKEN.get((b, m, args.device))
+                why = registry.known_broken(b, m, args.device)
                 if why:
                     raise UsageError(f"{b}/{m} on {args.device} is known to be wrong: {why}. "
                                      "Leave it out, or pass --allow-known-broken to measure it anyway")
@@ -195,7 +195,7 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
         for b in backends:
             modes = chosen[b]
             if d * hosts > 1:
-                offered = registry.DATA_PARALLEL_MODES[b]
+                offered = registry.spec(b).data_parallel_modes
                 if args.modes == "all":
                     modes = [m for m in modes if m in offered]
                 elif any(m not in offered for m in modes):
@@ -333,7 +333,7 @@ def cmd_parity(args) -> int:
     checks = parity.compare(results)
     write_atomic(args.out / "parity.json", {"kind": "parity", "device": args.device, "checks": checks,
                                             "tolerances": {k: vars(t) for k, t in parity.TOLERANCES.items()}})
-    known = {f"{b}-{m}": why for (b, m, d), why in registry.KNOWN_BROKEN.items() if d == args.device}
+    known = {f"{b}-{m}": why for (b, m, d), why in registry.all_known_broken().items() if d == args.device}
     failed = [c for c in checks if not c["passed"]]
     unexpected = [c for c in failed if c["a"] not in known and c["b"] not in known]
     for c in failed:
@@ -346,9 +346,9 @@ def cmd_parity(args) -> int:
 
 
 def cmd_backends(args) -> int:
-    for name in registry.BACKENDS:
+    for name in registry.names():
         state = "installed" if registry.is_available(name) else registry.not_installed_message(name)
-        print(f"{name:11s} modes: {', '.join(registry.MODES[name])} (default {registry.DEFAULT_MODE[name]}); {state}")
+        print(f"{name:11s} modes: {', '.join(registry.modes(name))} (default {registry.default_mode(name)}); {state}")
     return EXIT_OK
 
 

@@ -1,61 +1,29 @@
-"""Backend names -> modules, with availability checked without importing a framework."""
+"""Implementations by name, found through the ``mnist_bench.backends`` entry points.
+
+Every implementation, built in or from another distribution, registers an
+:class:`~mnist_bench.common.spec.ImplementationSpec` in that entry-point group (Python packaging's
+plug-in mechanism). Loading a spec imports no framework, so availability is decided without
+importing one. A plug-in that fails to load, or whose spec is invalid, becomes one line in
+:func:`problems` naming its distribution; every other implementation keeps working.
+"""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
-from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
 
+from mnist_bench.common.spec import DEVICES as SPEC_DEVICES
+from mnist_bench.common.spec import ImplementationSpec, NotOffered, SpecError
 
-@dataclass(frozen=True)
-class BackendEntry:
-    name: str
-    module: str
-    cls: str
-    packages: tuple[str, ...]
-    pip_extra: str
+GROUP = "mnist_bench.backends"
+THIS_DISTRIBUTION = "mnist-bench"
+DEVICES = (*SPEC_DEVICES, "auto")
 
-
-BACKENDS: dict[str, BackendEntry] = {
-    "torch": BackendEntry("torch", "mnist_bench.backends.torch_backend.backend", "TorchBackend", ("torch",), "torch"),
-    "tensorflow": BackendEntry(
-        "tensorflow", "mnist_bench.backends.tensorflow_backend.backend", "TensorFlowBackend", ("tensorflow", "keras"), "tensorflow"
-    ),
-    "jax": BackendEntry("jax", "mnist_bench.backends.jax_backend.backend", "JaxBackend", ("jax", "flax", "optax"), "jax"),
-}
-
-# Data-parallel training (--devices N > 1 or --hosts > 1), each on its framework's own
-# engine: torch.distributed DDP, tf.distribute Mirrored/MultiWorkerMirrored, jax.sharding.
-DATA_PARALLEL: dict[str, BackendEntry] = {
-    "torch": BackendEntry("torch", "mnist_bench.backends.torch_backend.ddp", "TorchDDPBackend", ("torch",), "torch"),
-    "tensorflow": BackendEntry("tensorflow", "mnist_bench.backends.tensorflow_backend.mirrored", "TensorFlowMirroredBackend",
-                               ("tensorflow", "keras"), "tensorflow"),
-    "jax": BackendEntry("jax", "mnist_bench.backends.jax_backend.mesh", "JaxMeshBackend", ("jax", "flax", "optax"), "jax"),
-}
-# The data-parallel backends run each framework's recommended mode only.
-DATA_PARALLEL_MODES: dict[str, tuple[str, ...]] = {"torch": ("eager",), "tensorflow": ("compiled",), "jax": ("compiled",)}
-
-# What each backend can run, kept here so the CLI validates without importing a framework.
-# The default mode is each framework's idiomatic path; ``tuned`` is the fastest way
-# found to train this exact model with that framework (bench/README.md says how).
-MODES: dict[str, tuple[str, ...]] = {
-    "torch": ("eager", "compiled", "tuned"),
-    "tensorflow": ("eager", "compiled", "xla", "tuned"),
-    "jax": ("eager", "compiled", "tuned"),
-}
-DEFAULT_MODE = {"torch": "eager", "tensorflow": "compiled", "jax": "compiled"}
-DEVICES = ("cpu", "gpu", "tpu", "auto")
-
-# (backend, mode, device) -> why its results are wrong. Found by the parity tests;
-# details and a minimal reproducer in docs/framework-bugs.md. The harness refuses
-# these unless asked explicitly, and the parity tests expect them to fail (strictly,
-# so a fixed framework version is noticed).
-KNOWN_BROKEN: dict[tuple[str, str, str], str] = {
-    ("torch", "compiled", "cpu"): (
-        "torch.compile (Inductor, CPU) in torch 2.13 returns zero gradients for both conv layers of this "
-        "model at batch 64: the convolutions never train (docs/framework-bugs.md)"
-    ),
-}
+__all__ = ["GROUP", "DEVICES", "ImplementationSpec", "NotOffered", "SpecError", "UnknownBackend", "UnknownMode",
+           "BackendNotInstalled", "specs", "problems", "names", "default_names", "spec", "modes", "default_mode",
+           "all_mode_names", "select_modes", "known_broken", "all_known_broken", "missing_packages", "is_available",
+           "not_installed_message", "load_backend"]
 
 
 class UnknownBackend(ValueError):
@@ -66,41 +34,113 @@ class UnknownMode(ValueError):
     pass
 
 
+class BackendNotInstalled(RuntimeError):
+    pass
+
+
+@lru_cache(maxsize=1)
+def _discover() -> tuple[dict[str, tuple[ImplementationSpec, str]], tuple[str, ...]]:
+    found: dict[str, tuple[ImplementationSpec, str]] = {}
+    problems: list[str] = []
+    for ep in entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+        where = f"implementation {ep.name!r} from {dist} ({ep.value})"
+        try:
+            loaded = ep.load()
+            spec = loaded() if callable(loaded) and not isinstance(loaded, ImplementationSpec) else loaded
+        except Exception as exc:  # noqa: BLE001 -- a broken plug-in is reported, never fatal to the others
+            problems.append(f"{where} failed to load: {type(exc).__name__}: {exc}")
+            continue
+        if not isinstance(spec, ImplementationSpec):
+            problems.append(f"{where} is a {type(spec).__name__}, not an ImplementationSpec")
+        elif spec.name != ep.name:
+            problems.append(f"{where}: the entry point is named {ep.name!r} but its spec says {spec.name!r}")
+        elif spec.name in found:
+            problems.append(f"{where}: the name is already taken by {found[spec.name][1]}; ignored")
+        else:
+            found[spec.name] = (spec, dist)
+    # Built-ins first, then plug-ins; each alphabetically, so every listing has one order.
+    ordered = dict(sorted(found.items(), key=lambda kv: (kv[1][1] != THIS_DISTRIBUTION, kv[0])))
+    return ordered, tuple(problems)
+
+
+def specs() -> dict[str, ImplementationSpec]:
+    return {name: spec for name, (spec, _) in _discover()[0].items()}
+
+
+def problems() -> tuple[str, ...]:
+    """One line per plug-in that could not be loaded."""
+    return _discover()[1]
+
+
+def distribution(name: str) -> str:
+    spec(name)
+    return _discover()[0][name][1]
+
+
+def names() -> list[str]:
+    return list(specs())
+
+
+def default_names() -> list[str]:
+    """What a sweep runs unless told: the built-in implementations, without the (slow) oracle."""
+    return [n for n, (s, dist) in _discover()[0].items() if dist == THIS_DISTRIBUTION and not s.oracle]
+
+
+def spec(name: str) -> ImplementationSpec:
+    try:
+        return specs()[name]
+    except KeyError:
+        raise UnknownBackend(f"unknown backend {name!r}; choose from {', '.join(specs())}") from None
+
+
+def modes(name: str) -> tuple[str, ...]:
+    return spec(name).modes
+
+
+def default_mode(name: str) -> str:
+    return spec(name).default_mode
+
+
 def all_mode_names() -> list[str]:
-    return sorted({mode for modes in MODES.values() for mode in modes})
+    return sorted({mode for s in specs().values() for mode in s.modes})
 
 
-def select_modes(backend: str, spec: str) -> tuple[str, ...]:
+def select_modes(backend: str, wanted: str) -> tuple[str, ...]:
     """``all``, or comma-separated mode names, where ``default`` stands for the backend's default.
 
     Returned in the backend's own order. A name no backend offers raises
     :class:`UnknownMode`; one that only other backends offer is left out for this one.
     """
-    if spec == "all":
-        return MODES[backend]
-    names = [part.strip() for part in spec.split(",") if part.strip()]
-    unknown = [name for name in names if name != "default" and name not in all_mode_names()]
-    if unknown or not names:
+    own = modes(backend)
+    if wanted == "all":
+        return own
+    names_ = [part.strip() for part in wanted.split(",") if part.strip()]
+    unknown = [n for n in names_ if n != "default" and n not in all_mode_names()]
+    if unknown or not names_:
         raise UnknownMode(f"unknown mode(s) {', '.join(map(repr, unknown)) or '(none given)'}; choose 'all', "
                           f"'default' or from {', '.join(all_mode_names())}")
-    wanted = {DEFAULT_MODE[backend] if name == "default" else name for name in names}
-    return tuple(mode for mode in MODES[backend] if mode in wanted)
+    chosen = {default_mode(backend) if n == "default" else n for n in names_}
+    return tuple(mode for mode in own if mode in chosen)
 
 
-class BackendNotInstalled(RuntimeError):
-    pass
+def known_broken(backend: str, mode: str, device: str) -> str | None:
+    """Why ``backend``/``mode`` computes wrong results on ``device``, if it is known to."""
+    return spec(backend).known_broken.get((mode, device))
 
 
-def entry(name: str) -> BackendEntry:
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise UnknownBackend(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}") from None
+def all_known_broken() -> dict[tuple[str, str, str], str]:
+    return {(n, m, d): why for n, s in specs().items() for (m, d), why in s.known_broken.items()}
+
+
+def all_env() -> dict[str, str]:
+    """Every implementation's environment, for a process that may import several frameworks."""
+    return {key: value for s in specs().values() for key, value in s.env.items()}
 
 
 def missing_packages(name: str) -> list[str]:
     """The packages ``name`` needs that cannot be found (found by spec, not imported)."""
-    return [pkg for pkg in entry(name).packages if importlib.util.find_spec(pkg) is None]
+    return [pkg for pkg in spec(name).requires if importlib.util.find_spec(pkg) is None]
 
 
 def is_available(name: str) -> bool:
@@ -108,19 +148,16 @@ def is_available(name: str) -> bool:
 
 
 def not_installed_message(name: str) -> str:
-    missing = missing_packages(name)
-    return (
-        f"backend {name!r} is not installed (missing: {', '.join(missing)}); "
-        f"install it with: pip install -c constraints.txt -e '.[{entry(name).pip_extra}]'"
-    )
+    return (f"backend {name!r} is not installed (missing: {', '.join(missing_packages(name))}); "
+            f"install it with: {spec(name).install}")
 
 
 def load_backend(name: str, data_parallel: bool = False):
     """Import and return the backend class; raises BackendNotInstalled with a fix.
 
-    ``data_parallel`` picks the framework's data-parallel backend instead.
+    ``data_parallel`` picks the implementation's data-parallel class, raising
+    :class:`NotOffered` if it has none.
     """
     if not is_available(name):
         raise BackendNotInstalled(not_installed_message(name))
-    e = DATA_PARALLEL[entry(name).name] if data_parallel else entry(name)
-    return getattr(importlib.import_module(e.module), e.cls)
+    return spec(name).load("data_parallel" if data_parallel else "backend")

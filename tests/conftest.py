@@ -45,3 +45,19 @@ def data_locations(tmp_path, monkeypatch) -> SimpleNamespace:
     monkeypatch.setenv("XDG_CACHE_HOME", str(locations.xdg))
     monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", locations.debian)
     return locations
+
+
+@pytest.fixture
+def replace_spec(monkeypatch):
+    """``replace_spec("torch", requires=(...))``: the registry sees a changed spec for this test only."""
+    import dataclasses
+
+    from mnist_bench.common import registry
+
+    def replace(name, **changes):
+        found, problems = registry._discover()
+        spec, dist = found[name]
+        changed = {**found, name: (dataclasses.replace(spec, **changes), dist)}
+        monkeypatch.setattr(registry, "_discover", lambda: (changed, problems))
+
+    return replace

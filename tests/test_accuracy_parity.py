@@ -33,7 +33,7 @@ GAP = 0.015
 @pytest.fixture(scope="module")
 def one_epoch(shared_data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("accuracy")
-    backends = list(registry.BACKENDS)
+    backends = list(registry.names())
     code = cli.main(["run", "--backends", ",".join(backends), "--modes", "tuned", "--device", "cpu", "--epochs", "1",
                      "--data-dir", str(shared_data_dir), "--out", str(out), "--quiet"])
     runs = {r["backend"]: r for r in (records.read(p) for p in records.record_paths(out))}
@@ -43,14 +43,14 @@ def one_epoch(shared_data_dir, tmp_path_factory):
 
 
 @pytest.mark.timeout(2400)
-@pytest.mark.parametrize("backend", list(registry.BACKENDS))
+@pytest.mark.parametrize("backend", list(registry.names()))
 def test_reaches_floor(one_epoch, backend):
     accuracy = one_epoch[backend]["final"]["test"]["accuracy"]
     assert accuracy >= FLOOR, f"{backend}: one-epoch test accuracy {accuracy:.4f} is under the floor {FLOOR}"
 
 
 @pytest.mark.timeout(2400)
-@pytest.mark.parametrize("a,b", list(itertools.combinations(registry.BACKENDS, 2)))
+@pytest.mark.parametrize("a,b", list(itertools.combinations(registry.names(), 2)))
 def test_pairwise_gap(one_epoch, a, b):
     acc_a = one_epoch[a]["final"]["test"]["accuracy"]
     acc_b = one_epoch[b]["final"]["test"]["accuracy"]

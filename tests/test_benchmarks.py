@@ -63,7 +63,7 @@ def _check_contention(block: dict, rounds: int) -> None:
 
 
 def _expected_cases() -> list[tuple[str, str, str]]:
-    return [(backend, mode, step) for backend in registry.BACKENDS for mode in registry.MODES[backend]
+    return [(backend, mode, step) for backend in registry.names() for mode in registry.modes(backend)
             for step in suite.STEP_KINDS]
 
 
@@ -73,12 +73,12 @@ def test_quick_run_times_every_backend_and_mode(quick_run):
     peak = json.loads((out / summary.PEAK_FILE).read_text())
     assert peak["gflops"] > 0 and peak["source"] == "numpy"
     results = summary.load_run(out)
-    assert set(results) == set(registry.BACKENDS)
+    assert set(results) == set(registry.names())
     for backend, document in results.items():
         timed = {(b["extra_info"]["mode"], b["extra_info"]["step"]): b for b in document["benchmarks"]}
         assert QUIET_WAIT_KEYS <= set(document["mnist_bench"]["quiet_wait"])
         outcomes = {o["test"].split("::")[-1]: o for o in document["mnist_bench"]["outcomes"]}
-        for mode in registry.MODES[backend]:
+        for mode in registry.modes(backend):
             broken = suite.known_broken(backend, mode, "cpu")
             for step in suite.STEP_KINDS:
                 test_id = f"test_{step}_step[{backend}-{mode}-b64]"
@@ -105,10 +105,10 @@ def test_quick_run_times_every_backend_and_mode(quick_run):
                 assert info["peak_source"] == "numpy" and info["peak_gflops"] == peak["gflops"]
                 assert math.isclose(info["fraction_of_peak"], info["gflops"] / peak["gflops"])
                 assert info["framework_matmul_gflops"] > 0
-                assert info["versions"]["numpy"] and any(pkg in info["versions"] for pkg in registry.entry(backend).packages)
+                assert info["versions"]["numpy"] and any(pkg in info["versions"] for pkg in registry.spec(backend).packages)
                 assert info["threads"]["requested"] >= 1
                 _check_contention(info["contention"], rounds=2)
-        assert len(timed) == sum(not suite.known_broken(backend, m, "cpu") for m in registry.MODES[backend]) * 2
+        assert len(timed) == sum(not suite.known_broken(backend, m, "cpu") for m in registry.modes(backend)) * 2
     # The side-by-side table names every timed case and every untimed one.
     table = (out / summary.SUMMARY_FILE).read_text()
     for backend, mode, step in _expected_cases():
@@ -143,7 +143,7 @@ def test_compare_fails_on_a_regression_and_only_there(quick_run, tmp_path, share
 # --- input checks, without running a framework ---------------------------------------------
 
 
-def test_driver_refuses_bad_input_before_running(tmp_path, capsys, monkeypatch):
+def test_driver_refuses_bad_input_before_running(tmp_path, capsys, replace_spec):
     assert driver.main(["--backends", "nope", "--out", str(tmp_path / "a")]) == driver.EXIT_USAGE
     assert "unknown backend 'nope'" in capsys.readouterr().err
     assert driver.main(["--modes", "warp", "--out", str(tmp_path / "b")]) == driver.EXIT_USAGE
@@ -153,8 +153,7 @@ def test_driver_refuses_bad_input_before_running(tmp_path, capsys, monkeypatch):
     assert driver.main(["--compare-fail", "median:5%", "--out", str(tmp_path / "d")]) == driver.EXIT_USAGE
     assert "needs --compare" in capsys.readouterr().err
     # A backend that is not installed is a failure naming the fix, never a silent skip.
-    fake = registry.BackendEntry("jax", "mnist_bench.backends.jax_backend.backend", "JaxBackend", ("no_such_package_mnist_bench",), "jax")
-    monkeypatch.setitem(registry.BACKENDS, "jax", fake)
+    replace_spec("jax", requires=("no_such_package_mnist_bench",))
     assert driver.main(["--backends", "jax", "--out", str(tmp_path / "e")]) == driver.EXIT_USAGE
     err = capsys.readouterr().err
     assert "no_such_package_mnist_bench" in err and ".[jax]" in err
@@ -173,13 +172,13 @@ def test_suite_without_a_backend_is_a_usage_error():
     assert "--mnist-backend" in proc.stderr and "python -m mnist_bench.bench.benchmarks" in proc.stderr
 
 
-def test_modes_come_from_the_registry(monkeypatch):
-    # A mode added to the registry (say "warp") is benchmarked with no change to the suite.
-    monkeypatch.setitem(registry.MODES, "torch", (*registry.MODES["torch"], "warp"))
+def test_modes_come_from_the_registry(replace_spec):
+    # A mode added to a spec (say "warp") is benchmarked with no change to the suite.
+    replace_spec("torch", modes=(*registry.modes("torch"), "warp"))
     assert suite.select_modes("torch", "all")[-1] == "warp"
     assert suite.select_modes("torch", "warp") == ("warp",)
     assert suite.select_modes("jax", "warp") == ()  # jax has no such mode: left out, and the driver says so
-    assert suite.select_modes("tensorflow", "default") == (registry.DEFAULT_MODE["tensorflow"],)
+    assert suite.select_modes("tensorflow", "default") == (registry.default_mode("tensorflow"),)
     assert suite.select_modes("jax", "tuned,default") == ("compiled", "tuned")
     with pytest.raises(suite.SuiteError, match="unknown mode"):
         suite.select_modes("torch", "eager,hyper")

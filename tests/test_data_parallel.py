@@ -23,7 +23,7 @@ from mnist_bench.bench.checks import dp_parity
 from mnist_bench.bench.run.harness import child_env
 from mnist_bench.common import parallel, registry
 
-BACKENDS = list(registry.BACKENDS)
+BACKENDS = list(registry.names())
 MULTIHOST_STEPS = 8  # a prefix of the trajectory: the collectives over loopback are what is tested
 PROBE_TIMEOUT = 240
 
@@ -170,7 +170,7 @@ def test_run_devices_2_records_ok_for_every_backend(tmp_path, shared_data_dir):
     for backend, record in found.items():
         assert record["status"] == "ok", record.get("error")
         assert (record["devices"], record["hosts"]) == (2, 1)
-        assert record["run_id"] == f"{backend}-{registry.DEFAULT_MODE[backend]}-cpu-d2-s0"
+        assert record["run_id"] == f"{backend}-{registry.default_mode(backend)}-cpu-d2-s0"
         assert record["device_info"]["count"] == 2, record["device_info"]
         assert record["epochs"][0]["steps"] == 3
     assert found["torch"]["threads"]["processes_per_host"] == 2

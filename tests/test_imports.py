@@ -72,7 +72,7 @@ def test_shared_layer_and_cli_import_no_framework():
     # Discovery really walked the packages.
     for name in ("mnist_bench.common.recipe", "mnist_bench.common.weights", "mnist_bench.common.pipeline", "mnist_bench.common.registry",
                  "mnist_bench.common.interface", "mnist_bench.bench.cli", "mnist_bench.common.peak", "mnist_bench.bench.perf.device_peak",
-                 "mnist_bench.bench.benchmarks.suite", "mnist_bench.bench.benchmarks.driver", "mnist_bench.bench.benchmarks.conftest",
+                 "mnist_bench.bench.benchmarks.suite", "mnist_bench.bench.benchmarks.driver", "mnist_bench.bench.benchmarks.keys", "mnist_bench.bench.benchmarks.conftest",
                  "mnist_bench.bench.benchmarks.test_steps"):
         assert name in result["modules"]
     assert result["frameworks"] == []
@@ -89,7 +89,7 @@ def test_cli_backends_lists_the_three_backends():
     for name in ("torch", "tensorflow", "jax"):
         line = next((l for l in lines if l.split() and l.split()[0] == name), None)
         assert line is not None, f"{name} missing from:\n{proc.stdout}"
-        assert ", ".join(registry.MODES[name]) in line
+        assert ", ".join(registry.modes(name)) in line
 
 
 # --- registry -----------------------------------------------------------------------------
@@ -100,10 +100,10 @@ def test_is_available_does_not_import_frameworks():
         """
         import importlib.util, json, sys
         from mnist_bench.common import registry
-        available = {name: registry.is_available(name) for name in registry.BACKENDS}
-        missing = {name: registry.missing_packages(name) for name in registry.BACKENDS}
-        expected = {name: all(importlib.util.find_spec(p) is not None for p in e.packages)
-                    for name, e in registry.BACKENDS.items()}
+        available = {name: registry.is_available(name) for name in registry.names()}
+        missing = {name: registry.missing_packages(name) for name in registry.names()}
+        expected = {name: all(importlib.util.find_spec(p) is not None for p in s.requires)
+                    for name, s in registry.specs().items()}
         print(json.dumps({"available": available, "missing": missing, "expected": expected,
                           "frameworks": loaded_frameworks()}))
         """
@@ -126,13 +126,11 @@ def test_is_available_uses_find_spec(monkeypatch):
 
     monkeypatch.setattr(importlib.util, "find_spec", spy)
     registry.is_available("jax")
-    assert asked == list(registry.entry("jax").packages)
+    assert asked == list(registry.spec("jax").requires)
 
 
-def test_missing_package_reported_with_install_hint(monkeypatch):
-    fake = registry.BackendEntry("torch", "mnist_bench.backends.torch_backend.backend", "TorchBackend",
-                                 ("no_such_package_mnist_bench",), "torch")
-    monkeypatch.setitem(registry.BACKENDS, "torch", fake)
+def test_missing_package_reported_with_install_hint(replace_spec):
+    replace_spec("torch", requires=("no_such_package_mnist_bench",))
     assert registry.is_available("torch") is False
     assert registry.missing_packages("torch") == ["no_such_package_mnist_bench"]
     msg = registry.not_installed_message("torch")
@@ -143,7 +141,7 @@ def test_missing_package_reported_with_install_hint(monkeypatch):
 
 def test_unknown_backend_names_the_choices():
     with pytest.raises(registry.UnknownBackend) as err:
-        registry.entry("nope")
+        registry.spec("nope")
     msg = str(err.value)
     assert "'nope'" in msg
     for name in ("torch", "tensorflow", "jax"):
@@ -152,12 +150,12 @@ def test_unknown_backend_names_the_choices():
         registry.is_available("nope")
 
 
-def test_registry_tables_are_consistent():
-    assert set(registry.BACKENDS) == set(registry.MODES) == set(registry.DEFAULT_MODE)
-    for name, e in registry.BACKENDS.items():
-        assert e.name == name
-        assert e.module.startswith(f"mnist_bench.backends.{name}_backend.")
-        assert registry.DEFAULT_MODE[name] in registry.MODES[name]
+def test_built_in_specs_are_registered_and_valid():
+    assert {"torch", "tensorflow", "jax"} <= set(registry.names())
+    assert registry.problems() == ()
+    for name, spec in registry.specs().items():
+        assert spec.name == name and spec.problems() == []
+        assert spec.default_mode in spec.modes
 
 
 # --- backend classes, one interpreter per framework, run concurrently ---------------------
@@ -185,7 +183,7 @@ print(json.dumps({
 def backend_probes():
     """Start one probe interpreter per installed backend at once; results are read lazily."""
     procs = {}
-    for name in registry.BACKENDS:
+    for name in registry.names():
         if registry.is_available(name):
             procs[name] = subprocess.Popen(
                 [sys.executable, "-c", BACKEND_PROBE, name],
@@ -198,10 +196,9 @@ def backend_probes():
         proc.communicate()
 
 
-@pytest.mark.parametrize("name", list(registry.BACKENDS))
+@pytest.mark.parametrize("name", list(registry.names()))
 def test_backend_class(name, backend_probes):
-    if name not in backend_probes:
-        pytest.skip(registry.not_installed_message(name))
+    assert name in backend_probes, registry.not_installed_message(name)  # CI installs every backend
     proc = backend_probes[name]
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
@@ -210,13 +207,13 @@ def test_backend_class(name, backend_probes):
         raise
     assert proc.returncode == 0, err
     info = json.loads(out.strip().splitlines()[-1])
-    e = registry.entry(name)
-    assert (info["module"], info["cls"]) == (e.module, e.cls)
+    e = registry.spec(name)
+    assert f"{info['module']}:{info['cls']}" == f"{e.package}.{e.backend}"
     assert info["subclass"] is True
     assert info["final"] is True
     assert info["abstract"] == []
     assert info["name"] == name
-    assert tuple(info["modes"]) == registry.MODES[name]
-    assert registry.DEFAULT_MODE[name] in info["modes"]
+    assert tuple(info["modes"]) == registry.modes(name)
+    assert registry.default_mode(name) in info["modes"]
     # The backend really imported its own framework.
-    assert set(e.packages) <= set(info["modules"])
+    assert set(e.requires) <= set(info["modules"])

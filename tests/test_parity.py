@@ -2,7 +2,7 @@
 
 Every pair of (backend, mode) is checked; each backend's probes run in their own
 process. Tolerances and the measurements behind them live in
-``mnist_bench.bench.checks.parity.TOLERANCES``. Modes listed in ``registry.KNOWN_BROKEN`` are
+``mnist_bench.bench.checks.parity.TOLERANCES``. Modes listed in a spec's ``known_broken`` are
 expected to fail the checks that exercise training, strictly: if a framework
 release fixes the bug, these tests fail and tell us to drop the entry.
 """
@@ -14,17 +14,17 @@ import pytest
 from mnist_bench.bench.checks import parity
 from mnist_bench.common import registry
 
-CONFIGS = [parity.Config(b, m) for b in registry.BACKENDS for m in registry.MODES[b]]
+CONFIGS = [parity.Config(b, m) for b in registry.names() for m in registry.modes(b)]
 LABELS = [c.label for c in CONFIGS]
 PAIRS = list(itertools.combinations(LABELS, 2))
-MOVERS = [f"{b}-{registry.DEFAULT_MODE[b]}" for b in registry.BACKENDS]
+MOVERS = [f"{b}-{registry.default_mode(b)}" for b in registry.names()]
 TRAINING_CHECKS = ("gradients", "trajectory_loss", "trajectory_weights", "roundtrip_accuracy")
 
 
 def _broken(*labels):
     for c in CONFIGS:
-        if c.label in labels and (c.backend, c.mode, "cpu") in registry.KNOWN_BROKEN:
-            return registry.KNOWN_BROKEN[(c.backend, c.mode, "cpu")]
+        if c.label in labels and registry.known_broken(c.backend, c.mode, "cpu"):
+            return registry.known_broken(c.backend, c.mode, "cpu")
     return None
 
 
@@ -39,7 +39,7 @@ def _params(name, pairs):
 
 @pytest.fixture(scope="module")
 def checks(shared_data_dir, tmp_path_factory):
-    for name in registry.BACKENDS:
+    for name in registry.names():
         assert registry.is_available(name), registry.not_installed_message(name)
     results = parity.run_probes(CONFIGS, str(shared_data_dir), tmp_path_factory.mktemp("parity"))
     return {(c["a"], c["b"], c["check"]): c for c in parity.compare(results)}

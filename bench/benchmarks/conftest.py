@@ -15,18 +15,13 @@ from pathlib import Path
 import pytest
 
 from mnist_bench.bench.benchmarks import suite
+from mnist_bench.bench.benchmarks.keys import OUTCOMES, PEAKS, SETTINGS, THREADS
 from mnist_bench.common import registry
-
-
-SETTINGS = pytest.StashKey[suite.Settings]()
-OUTCOMES = pytest.StashKey[list]()
-PEAKS = pytest.StashKey[dict]()
-THREADS = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("mnist-bench", "mnist-bench benchmark suite")
-    group.addoption("--mnist-backend", help=f"the backend to benchmark: {', '.join(registry.BACKENDS)} (required)")
+    group.addoption("--mnist-backend", help=f"the backend to benchmark: {', '.join(registry.names())} (required)")
     group.addoption("--mnist-modes", default="all", help="'all' (default), 'default' or comma-separated mode names")
     group.addoption("--mnist-device", default="cpu", choices=registry.DEVICES, help="device kind (default cpu)")
     group.addoption("--mnist-batch-sizes", default=",".join(map(str, suite.DEFAULT_BATCH_SIZES)),
@@ -52,7 +47,7 @@ def _settings(config) -> suite.Settings:
     backend = option("--mnist-backend")
     if not backend:
         raise pytest.UsageError("the benchmark suite needs --mnist-backend NAME (one of "
-                                f"{', '.join(registry.BACKENDS)}); or run them all with: python -m mnist_bench.bench.benchmarks")
+                                f"{', '.join(registry.names())}); or run them all with: python -m mnist_bench.bench.benchmarks")
     try:
         suite.check_backend(backend)
         modes = suite.select_modes(backend, option("--mnist-modes"))

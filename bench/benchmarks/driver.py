@@ -53,8 +53,8 @@ QUICK = {"rounds": 2, "warmup_rounds": 1, "batch_sizes": "64", "chunk_steps": 2}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.benchmarks", description=__doc__.splitlines()[0],
                                      epilog="Arguments after -- go to every pytest process.")
-    parser.add_argument("--backends", default=",".join(registry.BACKENDS),
-                        help=f"comma-separated (default: {','.join(registry.BACKENDS)})")
+    parser.add_argument("--backends", default=",".join(registry.names()),
+                        help=f"comma-separated (default: {','.join(registry.names())})")
     parser.add_argument("--modes", default="all", help="'all' (default), 'default' or comma-separated mode names")
     parser.add_argument("--device", default="cpu", choices=registry.DEVICES, help="device kind (default cpu)")
     parser.add_argument("--batch-sizes", help="comma-separated (default 64,512)")
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "/<UTC time>)")
     parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul peak probes")
     parser.add_argument("--allow-known-broken", action="store_true",
-                        help="time combinations known to compute wrong results (registry.KNOWN_BROKEN)")
+                        help="time combinations known to compute wrong results (each spec's known_broken)")
     parser.add_argument("--compare", type=Path, metavar="BASE_DIR",
                         help="a saved run directory; each backend is compared with BASE_DIR/<backend>.json")
     parser.add_argument("--compare-fail", action="append", metavar="EXPR",
@@ -137,7 +137,7 @@ def _check(args, resolved: dict) -> dict[str, tuple[str, ...]]:
     """Validate everything before running anything; return each backend's modes."""
     names = [part.strip() for part in args.backends.split(",") if part.strip()]
     if not names:
-        raise suite.SuiteError("--backends is empty; choose from " + ", ".join(registry.BACKENDS))
+        raise suite.SuiteError("--backends is empty; choose from " + ", ".join(registry.names()))
     problems = []
     for name in names:
         try:

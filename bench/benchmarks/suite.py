@@ -64,7 +64,7 @@ class Settings:
 def check_backend(name: str) -> None:
     """Raise :class:`SuiteError` naming the choices, or how to install the backend."""
     try:
-        registry.entry(name)
+        registry.spec(name)
     except registry.UnknownBackend as exc:
         raise SuiteError(str(exc)) from None
     if not registry.is_available(name):
@@ -115,7 +115,7 @@ def flops_per_sample(step: str, recipe: Recipe) -> int:
 
 
 def known_broken(backend: str, mode: str, device: str) -> str | None:
-    return registry.KNOWN_BROKEN.get((backend, mode, device))
+    return registry.known_broken(backend, mode, device)
 
 
 class TimedRoundsMonitor:

@@ -38,7 +38,7 @@ def load_run(run_dir: Path) -> dict[str, dict]:
     """``{backend: pytest-benchmark JSON}`` for every ``<backend>.json`` in ``run_dir``."""
     found = {}
     for path in sorted(Path(run_dir).glob("*.json")):
-        if path.stem in registry.BACKENDS:
+        if path.stem in registry.names():
             found[path.stem] = json.loads(path.read_text(encoding="utf-8"))
     return found
 
@@ -49,7 +49,7 @@ def load_passes(run_dir: Path) -> dict[str, dict[int, dict]]:
     for path in sorted(Path(run_dir).glob("*.json")):
         match = PASS_STEM.match(path.stem)
         backend, number = (match["backend"], int(match["number"])) if match else (path.stem, 1)
-        if backend in registry.BACKENDS:
+        if backend in registry.names():
             found.setdefault(backend, {})[number] = json.loads(path.read_text(encoding="utf-8"))
     return found
 
@@ -77,7 +77,7 @@ def _groups(documents) -> dict[tuple[str, int], list[dict]]:
     groups: dict[tuple[str, int], list[dict]] = {}
     for document in documents:
         for bench in document.get("benchmarks", []):
-            info = mnist_bench.bench.get("extra_info") or {}
+            info = bench.get("extra_info") or {}
             groups.setdefault((info.get("step", "?"), info.get("batch_size", 0)), []).append(info)
     order = {step: index for index, step in enumerate(suite.STEP_KINDS)}
     return dict(sorted(groups.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1])))
@@ -103,7 +103,7 @@ def _single_pass_tables(documents: list[dict]) -> list[str]:
 def _pass_tables(passes: dict[str, dict[int, dict]]) -> list[str]:
     """Per (step, batch size): each (backend, mode)'s median over passes, and fastest ÷ it with a paired interval."""
     lines = []
-    tagged = [{**document, "benchmarks": [{**bench, "extra_info": {**mnist_bench.bench.get("extra_info", {}), "pass": number}}
+    tagged = [{**document, "benchmarks": [{**bench, "extra_info": {**bench.get("extra_info", {}), "pass": number}}
                                           for bench in document.get("benchmarks", [])]}
               for by_pass in passes.values() for number, document in by_pass.items()]
     for (step, batch), infos in _groups(tagged).items():

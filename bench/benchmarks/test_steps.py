@@ -19,7 +19,7 @@ import platform
 import numpy as np
 import pytest
 
-from mnist_bench.bench.benchmarks import conftest, suite
+from mnist_bench.bench.benchmarks import keys, suite
 from mnist_bench.common import peak, pipeline
 
 
@@ -60,7 +60,7 @@ def _benchmark_step(step, mode, batch_size, benchmark, request, settings, backen
     # Other processes on our CPUs slow the rounds down: measure them over exactly these rounds.
     # The parent is the driver when there is one; its CPU time is reported apart from other work.
     watch = suite.TimedRoundsMonitor(lambda: next(rounds), settings.warmup_rounds,
-                                     request.config.stash[conftest.THREADS]["affinity"], harness=os.getppid())
+                                     request.config.stash[keys.THREADS]["affinity"], harness=os.getppid())
     result = benchmark.pedantic(target, setup=watch.setup, teardown=watch.teardown, rounds=settings.rounds,
                                 warmup_rounds=settings.warmup_rounds, iterations=1)
 
@@ -96,7 +96,7 @@ def _benchmark_step(step, mode, batch_size, benchmark, request, settings, backen
         "fraction_of_peak": peak.fraction(gflops, reference),
         "framework_matmul_gflops": device_peak["gflops"] if device_peak else None,
         "versions": {**backend.versions(), "numpy": np.__version__, "python": platform.python_version()},
-        "threads": request.config.stash[conftest.THREADS],
+        "threads": request.config.stash[keys.THREADS],
         "device_info": backend.device_info(),
         "contention": watch.monitor.summary(),
     })

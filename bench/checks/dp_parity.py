@@ -59,12 +59,12 @@ def probe(backend_name: str, topology, inputs: Path, out: Path, device: str, thr
     """Inside the backend's process: first-batch loss and gradients, then the trajectory (the first ``steps``)."""
     from mnist_bench.bench.run import launch
     from mnist_bench.bench.checks.parity import parity_recipe
-    from mnist_bench.common.registry import DEFAULT_MODE, load_backend
+    from mnist_bench.common.registry import default_mode, load_backend
 
     data = np.load(inputs, allow_pickle=False)
     init = {k[2:]: data[k] for k in data.files if k.startswith("w/")}
     cls = load_backend(backend_name, data_parallel=topology.parallel)
-    backend = cls(parity_recipe(), device=device, mode=DEFAULT_MODE[backend_name], seed=0, threads=threads,
+    backend = cls(parity_recipe(), device=device, mode=default_mode(backend_name), seed=0, threads=threads,
                   topology=topology)
     backend.load_weights(init)
     loss, grads = backend.loss_and_grads(data["x"][0], data["y"][0])

@@ -142,7 +142,7 @@ def run_probes(configs: list[Config], data_dir: str | None, work: Path, threads:
     """
     work.mkdir(parents=True, exist_ok=True)
     inputs = make_inputs(data_dir, work / "inputs.npz")
-    from mnist_bench.common.registry import DEFAULT_MODE
+    from mnist_bench.common.registry import default_mode
 
     by_backend: dict[str, list[Config]] = {}
     for c in configs:
@@ -150,7 +150,7 @@ def run_probes(configs: list[Config], data_dir: str | None, work: Path, threads:
     for backend, group in by_backend.items():
         _run_in_process(["probe", backend, ",".join(c.mode for c in group), str(inputs), str(work)], threads, device)
 
-    movers = [next((c for c in group if c.mode == DEFAULT_MODE[b]), group[0]) for b, group in by_backend.items()]
+    movers = [next((c for c in group if c.mode == default_mode(b)), group[0]) for b, group in by_backend.items()]
     files = [str(work / f"{c.label}.npz") for c in movers]
     for c in movers:
         _run_in_process(["evaluate", c.backend, c.mode, str(inputs), str(work), *files], threads, device)

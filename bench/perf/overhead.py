@@ -121,10 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from mnist_bench.bench.perf.plain_loops import LOOPS
-    from mnist_bench.common.registry import DEFAULT_MODE
+    from mnist_bench.common import registry
 
     args = build_parser().parse_args(argv)
-    pairs = [(name, DEFAULT_MODE.get(name, "?") if mode == "default" else mode)
+    pairs = [(name, (registry.specs()[name].default_mode if name in registry.specs() else "?") if mode == "default" else mode)
              for name in args.backends.split(",") for mode in args.modes.split(",")]
     for name, mode in pairs:
         if (name, mode) not in LOOPS:

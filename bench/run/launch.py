@@ -21,19 +21,20 @@ import sys
 import threading
 from typing import Callable
 
-from mnist_bench.common import parallel
+from mnist_bench.common import parallel, registry
 
 
 def one_process_per_device(backend: str) -> bool:
-    return backend == "torch"
+    return registry.spec(backend).one_process_per_device
 
 
 def framework_env(backend: str, topology: parallel.Topology) -> dict[str, str]:
-    """Environment a data-parallel run needs before the framework is imported."""
-    if backend == "jax" and topology.devices > 1:
+    """Environment the implementation needs before its framework is imported (its spec's, and for devices)."""
+    env = dict(registry.spec(backend).env)
+    if registry.spec(backend).virtual_cpu_devices and topology.devices > 1:
         flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
-        return {"XLA_FLAGS": " ".join([*flags, f"--xla_force_host_platform_device_count={topology.devices}"])}
-    return {}
+        env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={topology.devices}"])
+    return env
 
 
 def local_rank(backend: str, topology: parallel.Topology) -> tuple[int, int]:

@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 
 from mnist_bench.bench.run import launch, training
-from mnist_bench.common import contention, parallel, peak
+from mnist_bench.common import contention, parallel, peak, registry
 from mnist_bench.common.interface import DeviceUnavailable
 
 PROGRESS_PREFIX = "@@mnist-bench "
@@ -56,11 +56,8 @@ def configure_process(threads: int, device: str, backend: str | None = None,
         "OPENBLAS_NUM_THREADS": str(threads),
         "TF_NUM_INTRAOP_THREADS": str(threads),
         "TF_NUM_INTEROP_THREADS": str(threads),
-        # Frameworks that grab all GPU memory at start are told not to.
-        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        **(launch.framework_env(backend, topology) if backend else {}),
+        # Without a named backend (a process that may import several), every implementation's own.
+        **(launch.framework_env(backend, topology) if backend else registry.all_env()),
     }
     os.environ.update(env)
     info = {"requested": threads, "affinity": cpus, "env": env}
@@ -207,13 +204,13 @@ def run(request: dict, request_path: str | None = None) -> int:
         return finish("failed", EXIT_FAILED, start_error)
     try:
         from mnist_bench.common import datasets, pipeline, recipe as recipes
-        from mnist_bench.common.registry import KNOWN_BROKEN, load_backend
+        from mnist_bench.common.registry import known_broken, load_backend
 
         recipe = recipes.from_mapping(request["recipe"])
         device = resolve_device(load_backend(request["backend"]), recipe, request)
         backend_cls = load_backend(request["backend"], data_parallel=topology.parallel)
         record["device"] = device
-        known = KNOWN_BROKEN.get((request["backend"], request["mode"], device))
+        known = known_broken(request["backend"], request["mode"], device)
         if known:
             if not request.get("allow_known_broken"):
                 return finish("failed", EXIT_FAILED, {"type": "KnownBroken", "message": known})

@@ -1,0 +1,22 @@
+"""The JAX/Flax (Linen) implementation, described for the registry (imports no framework)."""
+
+from mnist_bench.common.spec import ImplementationSpec
+
+SPEC = ImplementationSpec(
+    name="jax",
+    package="mnist_bench.backends.jax_backend",
+    description="JAX with a Flax Linen module and optax, as Flax's Linen MNIST example does",
+    backend="backend:JaxBackend",
+    modes=("eager", "compiled", "tuned"),
+    default_mode="compiled",
+    requires=("jax", "flax", "optax"),
+    install="pip install -c constraints.txt -e '.[jax]'",
+    data_parallel="mesh:JaxMeshBackend",  # jax.sharding over a device mesh
+    data_parallel_modes=("compiled",),
+    virtual_cpu_devices=True,
+    plain_loop="plain_loop:train",
+    matmul_probe="probes:matmul_block",
+    profiler="profiler:profile",
+    # XLA takes 75 % of GPU memory at start unless told not to.
+    env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
+)

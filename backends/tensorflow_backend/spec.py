@@ -1,0 +1,20 @@
+"""The TensorFlow/Keras implementation, described for the registry (imports no framework)."""
+
+from mnist_bench.common.spec import ImplementationSpec
+
+SPEC = ImplementationSpec(
+    name="tensorflow",
+    package="mnist_bench.backends.tensorflow_backend",
+    description="TensorFlow with a tf.keras model and a custom training step, as TensorFlow's quickstart does",
+    backend="backend:TensorFlowBackend",
+    modes=("eager", "compiled", "xla", "tuned"),
+    default_mode="compiled",
+    requires=("tensorflow", "keras"),
+    install="pip install -c constraints.txt -e '.[tensorflow]'",
+    data_parallel="mirrored:TensorFlowMirroredBackend",  # tf.distribute Mirrored / MultiWorkerMirrored
+    data_parallel_modes=("compiled",),
+    plain_loop="plain_loop:train",
+    matmul_probe="probes:matmul_block",
+    # TensorFlow grabs all GPU memory at start unless told not to, and logs every kernel choice.
+    env={"TF_FORCE_GPU_ALLOW_GROWTH": "true", "TF_CPP_MIN_LOG_LEVEL": "2"},
+)
