@@ -54,7 +54,7 @@ class ImplementationSpec:
     data_parallel_modes: tuple[str, ...] = ()
     one_process_per_device: bool = False  # data-parallel runs start one process per device (torchrun style)
     virtual_cpu_devices: bool = False  # --devices N on a CPU splits it into N XLA host devices
-    plain_loop: str | None = None  # "module:function(mode, settings)": the framework's own training loop
+    plain_loop: str | None = None  # "module:MAPPING": mode -> factory(recipe, train_x, train_y, log_every) -> train(rows)
     matmul_probe: str | None = None  # "module:function(n, device) -> block(repeats)": peak matmul timing
     profiler: str | None = None  # "module:function(mode, steps, data_dir) -> [(op, share)]"
     env: Mapping[str, str] = field(default_factory=dict)

@@ -28,7 +28,7 @@ def test_overhead_benchmark_reports_both_paths(shared_data_dir, tmp_path):
     assert proc.stdout.count("harness/plain") == 1 and proc.stdout.count("round ") == 2
 
 
-@pytest.mark.parametrize("backend,mode", sorted(plain_loops.LOOPS))
+@pytest.mark.parametrize("backend,mode", sorted(plain_loops.loops()))
 def test_every_plain_loop_trains(shared_data_dir, backend, mode):
     proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.perf.plain_loops", backend, mode, "--steps", "6",
                            "--chunk-steps", "2", "--threads", "1", "--data-dir", str(shared_data_dir)],
@@ -42,4 +42,17 @@ def test_overhead_names_a_mode_without_a_plain_loop():
     proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.perf.overhead", "--backends", "tensorflow", "--modes", "eager"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "no plain loop for tensorflow in mode 'eager'" in proc.stderr
+    assert "'tensorflow' has no plain loop for mode 'eager'; it has: compiled, tuned" in proc.stderr
+
+
+def test_tools_name_a_missing_part_instead_of_failing(replace_spec):
+    # An implementation without a plain loop or a matmul probe is not offered there: a clear NotOffered.
+    from mnist_bench.bench.perf import device_peak
+    from mnist_bench.common import registry
+
+    replace_spec("torch", plain_loop=None, matmul_probe=None)
+    with pytest.raises(registry.NotOffered, match="'torch' has no plain loop"):
+        plain_loops.plain_loop("torch", "eager")
+    with pytest.raises(registry.NotOffered, match="'torch' has no matmul-probe"):
+        device_peak.measure("torch", "cpu")
+    assert not any(name == "torch" for name, _ in plain_loops.loops())

@@ -57,7 +57,7 @@ def test_worker_peak_for_a_run():
     assert worker.run_peak({"matmul_peak": None, "backend": "torch"}, "gpu") is None  # probing turned off
     # On an accelerator the framework measures it; a probe that fails is recorded, not raised.
     failed = worker.run_peak({"matmul_peak": sweep_peak, "backend": "no-such-backend"}, "gpu")
-    assert failed["gflops"] is None and "no matmul probe" in failed["error"]
+    assert failed["gflops"] is None and "unknown backend 'no-such-backend'" in failed["error"]
 
 
 def test_records_with_and_without_peak_validate():

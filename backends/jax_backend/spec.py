@@ -10,12 +10,13 @@ SPEC = ImplementationSpec(
     modes=("eager", "compiled", "tuned"),
     default_mode="compiled",
     requires=("jax", "flax", "optax"),
+    devices=("cpu", "gpu", "tpu"),
     install="pip install -c constraints.txt -e '.[jax]'",
     data_parallel="mesh:JaxMeshBackend",  # jax.sharding over a device mesh
     data_parallel_modes=("compiled",),
     virtual_cpu_devices=True,
-    plain_loop="plain_loop:train",
-    matmul_probe="probes:matmul_block",
+    plain_loop="plain_loop:LOOPS",  # mode -> the framework example's own loop (bench/perf/overhead.py)
+    matmul_probe="probes:matmul_probe",
     profiler="profiler:profile",
     # XLA takes 75 % of GPU memory at start unless told not to.
     env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"},

@@ -13,8 +13,8 @@ SPEC = ImplementationSpec(
     install="pip install -c constraints.txt -e '.[tensorflow]'",
     data_parallel="mirrored:TensorFlowMirroredBackend",  # tf.distribute Mirrored / MultiWorkerMirrored
     data_parallel_modes=("compiled",),
-    plain_loop="plain_loop:train",
-    matmul_probe="probes:matmul_block",
+    plain_loop="plain_loop:LOOPS",  # mode -> the framework example's own loop (bench/perf/overhead.py)
+    matmul_probe="probes:matmul_probe",
     # TensorFlow grabs all GPU memory at start unless told not to, and logs every kernel choice.
     env={"TF_FORCE_GPU_ALLOW_GROWTH": "true", "TF_CPP_MIN_LOG_LEVEL": "2"},
 )

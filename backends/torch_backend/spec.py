@@ -15,8 +15,8 @@ SPEC = ImplementationSpec(
     data_parallel="ddp:TorchDDPBackend",  # torch.distributed DDP, one process per device
     data_parallel_modes=("eager",),
     one_process_per_device=True,
-    plain_loop="plain_loop:train",
-    matmul_probe="probes:matmul_block",
+    plain_loop="plain_loop:LOOPS",  # mode -> the framework example's own loop (bench/perf/overhead.py)
+    matmul_probe="probes:matmul_probe",
     profiler="profiler:profile",
     known_broken={
         # Found by the parity tests; details and a minimal reproducer in docs/framework-bugs.md.

@@ -120,17 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mnist_bench.bench.perf.plain_loops import LOOPS
+    from mnist_bench.bench.perf.plain_loops import plain_loop
     from mnist_bench.common import registry
 
     args = build_parser().parse_args(argv)
-    pairs = [(name, (registry.specs()[name].default_mode if name in registry.specs() else "?") if mode == "default" else mode)
-             for name in args.backends.split(",") for mode in args.modes.split(",")]
-    for name, mode in pairs:
-        if (name, mode) not in LOOPS:
-            print(f"no plain loop for {name} in mode {mode!r}; choose from "
-                  f"{', '.join(f'{b}/{m}' for b, m in LOOPS)}", file=sys.stderr)
-            return EXIT_USAGE
+    try:
+        pairs = [(name, registry.default_mode(name) if mode == "default" else mode)
+                 for name in args.backends.split(",") for mode in args.modes.split(",")]
+        for name, mode in pairs:
+            plain_loop(name, mode)  # names what is missing
+    except (registry.UnknownBackend, registry.NotOffered) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.rounds < 1 or args.steps < 3 * args.chunk_steps:
         print(f"need --rounds >= 1 and --steps >= 3 x --chunk-steps ({3 * args.chunk_steps}) for a steady state",
               file=sys.stderr)
