@@ -45,6 +45,11 @@ def validate(record: dict, source: str = "record") -> dict:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise RecordError(f"{source}: invalid at {where}: {error.message}")
+    from mnist_bench.common import registry
+
+    if record["backend"] not in registry.names():
+        raise RecordError(f"{source}: backend {record['backend']!r} is not a registered implementation "
+                          f"({', '.join(registry.names())}); install the package that provides it")
     return record
 
 
