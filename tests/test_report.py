@@ -207,3 +207,25 @@ def test_quiet_and_unrecorded_machine_load(tmp_path):
     md = report.write_report([write_run_dir(tmp_path, old, "old")], tmp_path / "o", warn=None)["markdown"]
     text = md.read_text(encoding="utf-8")
     assert "9 of 9 finished runs do not record their machine's load" in text and "not recorded" in text
+
+
+def test_markup_in_any_record_field_is_escaped_in_both_formats(tmp_path):
+    """Modes, versions and commands are free text from records: in HTML they must stay text, and in
+    Markdown a `|` in them must not split a table cell."""
+    hostile = "<script>alert(1)</script>|x"
+    records = [make_record(backend="torch", mode=hostile, seed=seed, versions={"torch": hostile}, command=hostile)
+               for seed in range(2)] + [make_record(backend="jax", mode="compiled", seed=seed) for seed in range(2)]
+    paths = report.write_report([write_run_dir(tmp_path, records)], tmp_path / "out", warn=None,
+                                title=hostile)
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "<script" not in page.lower()
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;|x") >= 5  # title, headline, tables, command
+    md = paths["markdown"].read_text(encoding="utf-8")
+    outside_fences = re.sub(r"^(`{3,})\n.*?\n\1$", "", md, flags=re.MULTILINE | re.DOTALL)  # code shows as text
+    assert not re.search(r"(?<!\\)<", outside_fences)
+    assert md.count("\\<script\\>alert(1)\\</script\\>\\|x") >= 5
+    tables = re.findall(r"(?:^\|.*\n)+", md, re.MULTILINE)
+    assert tables
+    for table in tables:
+        pipes = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
+        assert len(pipes) == 1, table  # every row has as many cells as the header

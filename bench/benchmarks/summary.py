@@ -14,7 +14,7 @@ import re
 import statistics
 from pathlib import Path
 
-from mnist_bench.bench.results import stats
+from mnist_bench.bench.results import formatting, stats
 from mnist_bench.bench.benchmarks import suite
 from mnist_bench.common import registry
 
@@ -54,22 +54,10 @@ def load_passes(run_dir: Path) -> dict[str, dict[int, dict]]:
     return found
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
-
-
-def _share(value) -> str:
-    return "—" if value is None else f"{value * 100:.0f} %"
-
-
 def contention_mark(block: dict | None) -> str:
     """`` ⚠ contended 43 %`` when other processes used more than the threshold of the CPUs during the rounds."""
     if block and block.get("contended"):
-        return f" ⚠ contended {_share(block['other_share'])}"
+        return f" ⚠ contended {formatting.percent(block['other_share'], 0)}"
     return ""
 
 
@@ -92,10 +80,10 @@ def _single_pass_tables(documents: list[dict]) -> list[str]:
         for info in sorted(rows, key=lambda row: -(row.get("samples_per_s") or 0)):
             fraction = info.get("fraction_of_peak")
             lines.append(f"| {info.get('backend')} | {info.get('mode')}{' (known broken)' if info.get('known_broken') else ''}"
-                         f" | {info.get('device')} | {_fmt(info.get('samples_per_s'))}"
+                         f" | {info.get('device')} | {formatting.number(info.get('samples_per_s'))}"
                          f"{contention_mark(info.get('contention'))} | "
-                         f"{_fmt(info.get('samples_per_s_best'))} | {_fmt(info.get('gflops'))} | "
-                         f"{'—' if fraction is None else f'{fraction * 100:.1f} %'} | {info.get('peak_source') or '—'} |")
+                         f"{formatting.number(info.get('samples_per_s_best'))} | {formatting.number(info.get('gflops'))} | "
+                         f"{formatting.percent(fraction, 1)} | {info.get('peak_source') or formatting.MISSING} |")
         lines.append("")
     return lines
 
@@ -134,9 +122,9 @@ def _pass_tables(passes: dict[str, dict[int, dict]]) -> list[str]:
             fractions = [info["fraction_of_peak"] for info in by_pass.values() if info.get("fraction_of_peak")]
             busy = [f"pass {k}{contention_mark(info.get('contention'))}" for k, info in sorted(by_pass.items())
                     if (info.get("contention") or {}).get("contended")]
-            lines.append(f"| {row[0]} | {row[1]} | {_fmt(medians[row])} | "
-                         f"{', '.join(_fmt(by_pass[k]['samples_per_s']) for k in sorted(by_pass))} | {versus} | "
-                         f"{f'{statistics.median(fractions) * 100:.1f} %' if fractions else '—'} | "
+            lines.append(f"| {row[0]} | {row[1]} | {formatting.number(medians[row])} | "
+                         f"{', '.join(formatting.number(by_pass[k]['samples_per_s']) for k in sorted(by_pass))} | {versus} | "
+                         f"{formatting.percent(statistics.median(fractions) if fractions else None, 1)} | "
                          f"{'; '.join(busy) or 'none'} |")
         lines.append("")
     return lines
@@ -152,10 +140,10 @@ def _machine_table(passes: dict[str, dict[int, dict]]) -> list[str]:
              "| ran | backend | pass | other CPU use | on CPUs | waited | |", "|---:|---|---:|---:|---|---:|---|"]
     for index, (_, backend, number, wait) in enumerate(runs, start=1):
         if not wait:
-            lines.append(f"| {index} | {backend} | {number} | — | — | — | not checked |")
+            lines.append(f"| {index} | {backend} | {number} | " + " | ".join([formatting.MISSING] * 3) + " | not checked |")
             continue
         verdict = "quiet" if wait.get("quiet") else "⚠ busy: went on, its figures are contended"
-        lines.append(f"| {index} | {backend} | {number} | {_share(wait.get('other_share'))} | "
+        lines.append(f"| {index} | {backend} | {number} | {formatting.percent(wait.get('other_share'), 0)} | "
                      f"{','.join(map(str, wait.get('cpus') or []))} | {wait.get('waited_s', 0):g} s | {verdict} |")
     return lines + [""]
 
@@ -183,7 +171,7 @@ def table(run_dir: Path) -> str:
     if peak_path.is_file():
         cpu = json.loads(peak_path.read_text(encoding="utf-8"))
         lines += [f"fp32 matmul peak (NumPy, {cpu.get('threads')} threads, {cpu.get('blas')}): "
-                  f"{_fmt(cpu['gflops'])} GFLOP/s", ""]
+                  f"{formatting.number(cpu['gflops'])} GFLOP/s", ""]
     count = max(len(by_pass) for by_pass in passes.values())
     passes_note = f"{count} interleaved passes." if count > 1 else "One pass."
     lines += [f"{passes_note} {ORDER_NOTE}", ""]

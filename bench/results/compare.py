@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from mnist_bench.bench.results import contended as load
-from mnist_bench.common.records import device_group, read_dirs
+from mnist_bench.bench.results.grouping import GroupKey, group_runs
+from mnist_bench.common.records import read_dirs
 
 # Comparisons at exactly the threshold must not flip on float rounding.
 _SLACK = 1e-12
 EXIT_OK, EXIT_REGRESSED, EXIT_INCONCLUSIVE = 0, 1, 3
-
-GroupKey = tuple[str, str, str]  # (backend, mode, device)
 
 
 @dataclass(frozen=True)
@@ -217,19 +216,12 @@ def _problems(base: Side, new: Side, threshold: float, accuracy_threshold: float
     return tuple(problems)
 
 
-def _by_group(records: Iterable[dict]) -> dict[GroupKey, list[dict]]:
-    groups: dict[GroupKey, list[dict]] = {}
-    for record in records:
-        groups.setdefault((record["backend"], record["mode"], device_group(record)), []).append(record)
-    return groups
-
-
 def compare_records(
     base: list[dict], new: list[dict], *, threshold: float = 0.10, accuracy_threshold: float = 0.005,
     allow_contended: bool = False,
 ) -> Comparison:
     """:func:`compare` on records already loaded."""
-    base_groups, new_groups = _by_group(base), _by_group(new)
+    base_groups, new_groups = group_runs(base), group_runs(new)
     matches: list[Match] = []
     unmatched_base: list[str] = []
     unmatched_new: list[str] = []

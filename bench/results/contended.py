@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from mnist_bench.bench.results.formatting import MISSING, percent
+
 WARNING = "⚠"
 
 
@@ -35,10 +37,10 @@ def load_text(records: Iterable[dict]) -> str:
     finished = [record for record in records if record["status"] == "ok"]
     shares = [share for record in finished if (share := other_share(record)) is not None]
     if not shares:
-        return "not recorded" if finished else "—"
+        return "not recorded" if finished else MISSING
     worst = max(shares)
     flagged = sum(bool(is_contended(record)) for record in finished)
-    text = f"{worst * 100:.1f} %"
+    text = percent(worst, 1)
     if flagged:
         return f"{WARNING} {text}, contended ({flagged}/{len(finished)} runs)"
     return text if len(shares) == len(finished) else f"{text} ({len(finished) - len(shares)} not recorded)"
