@@ -1,0 +1,1 @@
+"""The numpy implementation, the float64 oracle. Importing this package imports no framework."""
