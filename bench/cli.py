@@ -195,6 +195,9 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
         for b in backends:
             modes = chosen[b]
             if d * hosts > 1:
+                if not registry.spec(b).offers("data_parallel"):
+                    raise UsageError(f"{b} has no data-parallel implementation (its spec sets no data_parallel), "
+                                     f"so it cannot run on --devices {d} --hosts {hosts}; leave it out with --backends")
                 offered = registry.spec(b).data_parallel_modes
                 if args.modes == "all":
                     modes = [m for m in modes if m in offered]

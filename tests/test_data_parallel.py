@@ -23,7 +23,8 @@ from mnist_bench.bench.checks import dp_parity
 from mnist_bench.bench.run.harness import child_env
 from mnist_bench.common import parallel, registry
 
-BACKENDS = list(registry.names())
+# Data-parallel twins are optional: the ones whose spec has one.
+BACKENDS = [name for name, spec in registry.specs().items() if spec.offers("data_parallel")]
 MULTIHOST_STEPS = 8  # a prefix of the trajectory: the collectives over loopback are what is tested
 PROBE_TIMEOUT = 240
 
@@ -188,8 +189,9 @@ def test_run_devices_2_records_ok_for_every_backend(tmp_path, shared_data_dir):
     (["--hosts", "2"], ["--hosts 2", "--coordinator HOST:PORT"]),
     (["--hosts", "2", "--host-rank", "5", "--coordinator", "h:1"], ["--host-rank 5", "0 to 1"]),
     (["--devices", "2", "--modes", "xla", "--backends", "tensorflow"], ["tensorflow", "compiled", "xla"]),
+    (["--devices", "2", "--backends", "numpy"], ["numpy has no data-parallel implementation", "--backends"]),
 ], ids=["zero", "indivisible", "indivisible-batch", "more-than-cpus", "hosts-auto", "no-coordinator",
-        "rank-range", "mode"])
+        "rank-range", "mode", "not-offered"])
 def test_bad_data_parallel_input_exits_2(tmp_path, capsys, extra, named):
     from mnist_bench.bench import cli
     from test_cli_input import assert_no_run_started, run_args, run_cli
