@@ -3,6 +3,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The out-of-tree examples are separate distributions that prove the plug-in interface
+# (tests/test_plugins.py). They are installed for the tests only, so a user's `mnist-bench backends`
+# lists what they installed themselves.
+STAMP=.venv/.mnist-bench-examples
+WANT="$(cat examples/*/pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+    .venv/bin/python -m pip install --quiet --no-deps -e examples/torch-func -e examples/torch-func-wrong-order 2>&1 \
+        | grep -v -e "^WARNING: Location" -e "^\s*$" || true
+    .venv/bin/python -c "import mnist_bench_torch_func, mnist_bench_wrong_order" && echo "$WANT" > "$STAMP"
+fi
 # The report's browser test needs Chromium; install it where we can.
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,0 +1,1 @@
+"""A functional PyTorch implementation of the mnist-bench model (torch.func), as a plug-in."""
