@@ -15,11 +15,11 @@ import signal
 import sys
 from pathlib import Path
 
+from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from mnist_bench.common import parallel
 from mnist_bench.common import recipe as recipes
 from mnist_bench.common import registry
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_RESULTS = Path("results") / "runs"
 
 
@@ -285,7 +285,7 @@ def cmd_run(args) -> int:
     except harness.MachineBusy as exc:
         print(f"stopped: the machine is busy: {exc}. Finished runs are in {run_dir}; when it is quiet, complete "
               f"them with: mnist-bench run --resume {run_dir} <same options>", file=sys.stderr)
-        return EXIT_RUN_FAILED
+        return EXIT_FAILED
     if not args.quiet:
         print_summary(results)
     if args.report:
@@ -294,7 +294,7 @@ def cmd_run(args) -> int:
         paths = report.write_report([run_dir], run_dir)
         if not args.quiet:
             print("report: " + ", ".join(str(p) for p in paths.values()))
-    return EXIT_OK if all(r["status"] == "ok" for r in results) else EXIT_RUN_FAILED
+    return EXIT_OK if all(r["status"] == "ok" for r in results) else EXIT_FAILED
 
 
 def cmd_report(args) -> int:
@@ -342,7 +342,7 @@ def cmd_parity(args) -> int:
     print(f"{len(checks) - len(failed)} passed, {len(unexpected)} failed, {len(failed) - len(unexpected)} known-broken; "
           f"written to {args.out / 'parity.json'}")
     failed = unexpected
-    return EXIT_RUN_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_backends(args) -> int:

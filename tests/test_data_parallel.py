@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from mnist_bench.bench.checks import dp_parity
-from mnist_bench.bench.run.harness import child_env
+from mnist_bench.bench.run.process import child_env
 from mnist_bench.common import parallel, registry
 
 BACKENDS = list(registry.names())

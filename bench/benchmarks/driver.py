@@ -26,7 +26,6 @@ pytest process group is killed with it).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import itertools
 import json
@@ -37,11 +36,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from mnist_bench.bench.benchmarks import suite, summary
-from mnist_bench.bench.run.harness import child_env
+from mnist_bench.bench.run import peak_probe, process
 from mnist_bench.common import contention, registry
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 SUITE_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = REPO_ROOT / "results" / "benchmarks"
@@ -174,17 +173,8 @@ def regressions(log_text: str) -> str:
 def _run_pytest(cmd: list[str], log, timeout: float) -> int | None:
     """pytest's exit code, or None on timeout. Its whole process group dies with the driver:
     an interrupted driver must not leave a benchmark running that would load the machine."""
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    proc = process.start(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return process.wait(proc, timeout)
 
 
 def plan(backends: list[str], passes: int) -> list[tuple[int, str]]:
@@ -238,19 +228,17 @@ def _run_backend(backend: str, number: int, args, resolved: dict, out: Path, pea
 
 
 def run(args, extra: list[str]) -> int:
-    from mnist_bench.common import peak
-
     resolved = _resolved(args)
     modes = _check(args, resolved)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` ends the running backend too, like Ctrl-C
     out = args.out or DEFAULT_OUT / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     out.mkdir(parents=True, exist_ok=True)
     print(f"benchmark results: {out}")
-    cpus = contention.pinned_cpus(args.threads)  # what every pytest process pins to (mnist_bench.bench.run.worker.configure_process)
+    cpus = contention.pinned_cpus(args.threads)  # what every pytest process pins to (mnist_bench.bench.run.process_setup.configure_process)
     peak_file = None
     if not args.no_peak_probe:
         peak_wait = check_machine(args, cpus, "peak probe")  # a busy machine would lower the peak too
-        result = {**peak.measure_subprocess(args.threads), "quiet_wait": peak_wait}
+        result = {**peak_probe.measure(args.threads), "quiet_wait": peak_wait}
         peak_file = out / summary.PEAK_FILE
         peak_file.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(f"fp32 matmul peak (NumPy, {args.threads} threads): {result['gflops']:,.1f} GFLOP/s")

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=0, help="train on the first STEPS batches only (default all)")
     args = parser.parse_args(argv)
     from mnist_bench.bench.run import launch
-    from mnist_bench.bench.run.worker import configure_process
+    from mnist_bench.bench.run.process_setup import configure_process
     from mnist_bench.common import parallel
 
     topology = parallel.Topology(args.devices, args.hosts, args.host_rank, args.coordinator)

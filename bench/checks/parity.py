@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,9 @@ import numpy as np
 
 TRAJECTORY_STEPS = 60
 FORWARD_IMAGES = 256
+# One process probes every mode of a backend; on the 2-core CPU machines the slowest (all of
+# TensorFlow's modes) takes about two minutes, so this only stops a hung probe.
+PROBE_TIMEOUT_S = 1800
 
 
 @dataclass(frozen=True)
@@ -124,11 +126,14 @@ def evaluate_weights(config: Config, inputs: Path, weight_files: list[Path], out
 
 
 def _run_in_process(args: list[str], threads: int, device: str) -> None:
-    from mnist_bench.bench.run.harness import child_env
+    from mnist_bench.bench.run import process
 
-    env = child_env()
-    proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.checks.parity", *args, "--threads", str(threads), "--device", device],
-                          env=env, capture_output=True, text=True)
+    argv = process.python("-m", "mnist_bench.bench.checks.parity", *args, "--threads", str(threads), "--device", device)
+    try:
+        proc = process.run(argv, PROBE_TIMEOUT_S)
+    except process.ChildTimeout as exc:
+        raise RuntimeError(f"parity probe {' '.join(args[:2])} gave no result within {PROBE_TIMEOUT_S} s:\n"
+                           f"{exc.output[-4000:]}") from None
     if proc.returncode != 0:
         raise RuntimeError(f"parity probe {' '.join(args[:2])} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
@@ -212,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
     args = parser.parse_args(argv)
-    from mnist_bench.bench.run.worker import configure_process
+    from mnist_bench.bench.run.process_setup import configure_process
 
     configure_process(args.threads, args.device)
     if args.phase == "probe":

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
 SIDE_TIMEOUT_S = 1800
 
 
@@ -58,12 +58,11 @@ def plain_side(backend: str, mode: str, args) -> dict:
 
 
 def _run(argv: list[str], what: str) -> str:
-    from mnist_bench.bench.run.harness import child_env
+    from mnist_bench.bench.run import process
 
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=SIDE_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+        done = process.run(argv, SIDE_TIMEOUT_S)
+    except process.ChildTimeout:
         raise SideFailed(f"{what}: no result within {SIDE_TIMEOUT_S} s") from None
     if done.returncode != 0:
         raise SideFailed(f"{what} exited {done.returncode}:\n{done.stderr[-2000:]}")

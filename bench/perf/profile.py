@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
-    from mnist_bench.bench.run.worker import configure_process
+    from mnist_bench.bench.run.process_setup import configure_process
 
     configure_process(args.threads, "cpu")
     rows = PROFILERS[args.backend](args.mode, args.steps, args.data_dir)
