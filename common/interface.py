@@ -99,6 +99,15 @@ class Backend(abc.ABC):
     def peak_device_memory(self) -> int | None:
         """Peak device memory in bytes where the framework reports it, else None."""
 
+    @abc.abstractmethod
+    def numerics(self) -> dict:
+        """The float32 numerics the framework actually applies on this device, read back from it.
+
+        At least ``dtype`` (the parameters' and activations' dtype), ``tf32`` (whether
+        float32 matmuls or convolutions may run as TF32) and ``matmul_precision`` (the
+        framework's own setting, in its own words); a backend may add the settings it read.
+        """
+
     # --- shared behaviour -------------------------------------------------------------
 
     def logits(self, x: np.ndarray) -> np.ndarray:

@@ -89,6 +89,14 @@ def _jax_device(kind: str):
         raise DeviceUnavailable(f"JAX {jax.__version__} sees no {kind!r} device; devices found: {seen}{hint}") from None
 
 
+def numerics(platform: str) -> dict:
+    """JAX's float32 settings as they stand: its default matmul precision is TF32 on GPUs (bf16 passes on TPUs)."""
+    precision = jax.config.jax_default_matmul_precision
+    full = platform == "cpu" or precision in ("highest", "float32")
+    return {"dtype": "float32", "tf32": platform == "gpu" and not full,
+            "matmul_precision": precision or ("default (float32 on CPUs)" if platform == "cpu" else "default")}
+
+
 def loss(model: CNN, params, x, y, train: bool, rng):
     """Cross-entropy on logits, mean over the batch (the whole global batch when it is sharded)."""
     logits = model.apply({"params": params}, x, train=train, rngs={"dropout": rng} if train else None)
@@ -217,6 +225,9 @@ class JaxBackend(Backend):
 
     def device_info(self) -> dict:
         return {"kind": self.device, "name": self._device.device_kind, "count": len(jax.devices(self._device.platform))}
+
+    def numerics(self) -> dict:
+        return numerics(self._device.platform)
 
     def peak_device_memory(self) -> int | None:
         stats = self._device.memory_stats() if self._device.platform != "cpu" else None

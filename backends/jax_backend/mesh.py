@@ -24,7 +24,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mnist_bench.backends.jax_backend.backend import CNN, loss_and_grads, params_from_canonical, to_canonical, train_step
+from mnist_bench.backends.jax_backend.backend import (
+    CNN, loss_and_grads, numerics, params_from_canonical, to_canonical, train_step)
 from mnist_bench.common import parallel, weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
 
@@ -141,6 +142,9 @@ class JaxMeshBackend(Backend):
         devices = list(self.mesh.devices.flat)
         return {"kind": self.device, "name": devices[0].device_kind, "count": len(devices),
                 "engine": "jax.sharding NamedSharding over Mesh('data')", "processes": jax.process_count()}
+
+    def numerics(self) -> dict:
+        return numerics(self.mesh.devices.flat[0].platform)
 
     def peak_device_memory(self) -> int | None:
         if self.device == "cpu":

@@ -76,6 +76,14 @@ def canonical(model: keras.Model, tensors) -> weights.Weights:
     return out
 
 
+def numerics(device: str) -> dict:
+    """TensorFlow's float32 settings as they stand: TF32 applies on GPUs only."""
+    enabled = bool(tf.config.experimental.tensor_float_32_execution_enabled())
+    tf32 = enabled and device == "gpu"
+    return {"dtype": "float32", "tf32": tf32, "matmul_precision": "tf32" if tf32 else "float32",
+            "tensor_float_32_execution": enabled}
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         # Must happen before TensorFlow starts its runtime; the worker calls us first.
@@ -194,6 +202,9 @@ class TensorFlowBackend(Backend):
         if kind == "cpu":
             info["threads"] = tf.config.threading.get_intra_op_parallelism_threads()
         return info
+
+    def numerics(self) -> dict:
+        return numerics(self.device)
 
     def peak_device_memory(self) -> int | None:
         if not self._device.startswith("/GPU"):

@@ -98,6 +98,15 @@ def to_canonical(tensors: dict[str, torch.Tensor], recipe) -> weights.Weights:
     }
 
 
+def numerics(device: torch.device) -> dict:
+    """PyTorch's float32 settings as they stand: TF32 matters on CUDA only (cuBLAS and cuDNN)."""
+    cuda = device.type == "cuda"
+    matmul_tf32, conv_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    return {"dtype": "float32", "tf32": cuda and bool(matmul_tf32 or conv_tf32),
+            "matmul_precision": torch.get_float32_matmul_precision(),
+            "allow_tf32": {"cuda_matmul": bool(matmul_tf32), "cudnn": bool(conv_tf32)} if cuda else None}
+
+
 def images(x: np.ndarray, device: torch.device) -> torch.Tensor:
     """(..., 28, 28) NumPy -> (..., 1, 28, 28) on ``device``: channels-first."""
     return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(-3).to(device, non_blocking=True)
@@ -180,6 +189,9 @@ class TorchBackend(Backend):
         if self._device.type == "cuda":
             return {"kind": "gpu", "name": torch.cuda.get_device_name(self._device), "count": torch.cuda.device_count()}
         return {"kind": "cpu", "name": "cpu", "count": 1, "threads": torch.get_num_threads()}
+
+    def numerics(self) -> dict:
+        return numerics(self._device)
 
     def peak_device_memory(self) -> int | None:
         return int(torch.cuda.max_memory_allocated(self._device)) if self._device.type == "cuda" else None

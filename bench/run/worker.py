@@ -33,10 +33,6 @@ from mnist_bench.common.interface import DeviceUnavailable
 PROGRESS_PREFIX = "@@mnist-bench "
 
 
-def numerics(device: str) -> dict:
-    return {"dtype": "float32", "tf32": False, "matmul_precision": "highest" if device != "cpu" else "default"}
-
-
 def emit(event: dict) -> None:
     sys.stdout.write(PROGRESS_PREFIX + json.dumps(event) + "\n")
     sys.stdout.flush()
@@ -162,11 +158,11 @@ def build(request: dict, record: dict, topology: parallel.Topology):
         if not request.get("allow_known_broken"):
             raise KnownBroken(known)
         record["known_broken"] = known
-    record["numerics"] = numerics(device)
     t0 = time.perf_counter()
     backend = backend_cls(recipe, device=device, mode=request["mode"], seed=request["seed"],
                           threads=record["threads"]["requested"], topology=topology)
     build_s = time.perf_counter() - t0
+    record["numerics"] = backend.numerics()  # what the framework applied, read back once it is built
     record["versions"] = backend.versions()
     record["device_info"] = backend.device_info()
     return backend, recipe, t0, build_s
