@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from mnist_bench.common import metrics, pipeline, weights
+from mnist_bench.common.model import NUM_CLASSES
 from mnist_bench.common.parallel import SINGLE, Topology
 from mnist_bench.common.recipe import Recipe
 
@@ -113,7 +114,7 @@ class Backend(abc.ABC):
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Logits for any number of images, in evaluation batches."""
         parts = [self._logits(batch) for batch in pipeline.eval_batches(x, self.recipe.eval_batch_size)]
-        return np.concatenate(parts) if parts else np.zeros((0, weights.NUM_CLASSES), np.float32)
+        return np.concatenate(parts) if parts else np.zeros((0, NUM_CLASSES), np.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.logits(x).argmax(axis=1)

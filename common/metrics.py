@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-NUM_CLASSES = 10
+from mnist_bench.common.model import NUM_CLASSES
 
 
 @dataclasses.dataclass(frozen=True)

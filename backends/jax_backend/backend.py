@@ -22,6 +22,7 @@ import optax
 
 from mnist_bench.common import weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.common.model import IMAGE_SIZE, NUM_CLASSES
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
@@ -77,7 +78,7 @@ class CNN(nn.Module):
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(self.hidden, name="dense1")(x))
         x = nn.Dropout(self.dropout2, deterministic=not train)(x)
-        return nn.Dense(weights.NUM_CLASSES, name="dense2")(x)
+        return nn.Dense(NUM_CLASSES, name="dense2")(x)
 
 
 def _jax_device(kind: str):
@@ -145,7 +146,7 @@ class JaxBackend(Backend):
         self.model = self._eval_model.clone(matmul_convs=tuned and self._device.platform == "cpu")
         self.tx = optax.sgd(r.learning_rate, momentum=r.momentum)
         init_key, self._dropout_key = jax.random.split(jax.random.PRNGKey(self.seed))
-        sample = jnp.zeros((1, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1), jnp.float32)
+        sample = jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), jnp.float32)
         with jax.default_device(self._device):
             params = self.model.init(init_key, sample, train=False)["params"]
         self._set_params(params)

@@ -28,6 +28,7 @@ from mnist_bench.backends.jax_backend.backend import (
     CNN, loss_and_grads, numerics, params_from_canonical, to_canonical, train_step)
 from mnist_bench.common import parallel, weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.common.model import IMAGE_SIZE
 
 
 def _mesh_devices(kind: str, topology: parallel.Topology) -> list:
@@ -78,7 +79,7 @@ class JaxMeshBackend(Backend):
         self._dropout_key = np.asarray(dropout_key)
         # Initialise on this process's first device, as the single-device backend does, then replicate:
         # compiling init for the whole mesh costs ~20 s across processes for weights shared init replaces.
-        sample = np.zeros((1, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1), np.float32)
+        sample = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32)
         with jax.default_device(self.mesh.local_devices[0]):
             params = jax.device_get(self.model.init(init_key, sample, train=False)["params"])
         rep, shd = self._replicated, self._sharded

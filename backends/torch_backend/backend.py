@@ -18,6 +18,7 @@ from torch import nn
 
 from mnist_bench.common import weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.common.model import NUM_CLASSES, POOLED_SIZE
 
 
 class UniformDropout(nn.Dropout):
@@ -39,8 +40,8 @@ class Net(nn.Module):
         self.conv2 = nn.Conv2d(conv1, conv2, 3, 1)
         self.dropout1 = dropout(dropout1)
         self.dropout2 = dropout(dropout2)
-        self.fc1 = nn.Linear(weights.POOLED_SIZE * weights.POOLED_SIZE * conv2, hidden)
-        self.fc2 = nn.Linear(hidden, weights.NUM_CLASSES)
+        self.fc1 = nn.Linear(POOLED_SIZE * POOLED_SIZE * conv2, hidden)
+        self.fc2 = nn.Linear(hidden, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.conv1(x))
