@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_bench.bench.checks.parity import Tolerance
+from mnist_bench.bench.checks.probe import first_batches, initial_weights, parity_recipe
 
 STEPS = 25
 
@@ -43,22 +44,15 @@ TOLERANCES: dict[str, Tolerance] = {
 
 def make_inputs(data_dir: str | None, path: Path, seed: int = 0, steps: int = STEPS) -> Path:
     """Canonical initial weights and the first ``steps`` batches of epoch 0, in the pipeline's order."""
-    from mnist_bench.bench.checks.parity import parity_recipe
-    from mnist_bench.common import datasets, pipeline, weights
-
     recipe = parity_recipe()
-    arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe.replace(test_limit=1))
-    batches = pipeline.train_batches(arrays, recipe, seed, epoch=0)
-    xs, ys = zip(*(next(batches) for _ in range(steps)))
-    init = {f"w/{k}": v for k, v in weights.init(recipe, seed).items()}
-    np.savez(path, x=np.stack(xs), y=np.stack(ys), **init)
+    _, xs, ys = first_batches(data_dir, recipe, steps, seed, test_set=False)
+    np.savez(path, x=xs, y=ys, **initial_weights(recipe, seed))
     return path
 
 
 def probe(backend_name: str, topology, inputs: Path, out: Path, device: str, threads: int, steps: int = 0) -> None:
     """Inside the backend's process: first-batch loss and gradients, then the trajectory (the first ``steps``)."""
     from mnist_bench.bench.run import launch
-    from mnist_bench.bench.checks.parity import parity_recipe
     from mnist_bench.common.registry import default_mode, load_backend
 
     data = np.load(inputs, allow_pickle=False)
@@ -76,7 +70,7 @@ def probe(backend_name: str, topology, inputs: Path, out: Path, device: str, thr
                  **{f"g/{k}": v for k, v in grads.items()}, **{f"final/{k}": v for k, v in final.items()})
 
 
-def compare(reference: dict, other: dict) -> dict[str, float]:
+def differences(reference: dict, other: dict) -> dict[str, float]:
     """The measured difference for every check in :data:`TOLERANCES`."""
     grads = [k for k in reference if k.startswith("g/")]
     finals = [k for k in reference if k.startswith("final/")]

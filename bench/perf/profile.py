@@ -62,13 +62,11 @@ def hlo_op_names(hlo_text: str) -> dict[str, str]:
 
 
 def _batches(steps: int, data_dir: str | None):
-    from mnist_bench.common import datasets, pipeline
+    from mnist_bench.bench.checks.probe import first_batches
     from mnist_bench.common.recipe import Recipe
 
     recipe = Recipe()
-    arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe)
-    batches = pipeline.train_batches(arrays, recipe, seed=0, epoch=0)
-    xs, ys = map(np.stack, zip(*(next(batches) for _ in range(steps))))
+    _, xs, ys = first_batches(data_dir, recipe, steps, test_set=False)
     return recipe, xs, ys
 
 
