@@ -37,6 +37,7 @@ import sys
 from pathlib import Path
 
 from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from mnist_bench.bench import options
 from mnist_bench.bench.benchmarks import suite, summary
 from mnist_bench.bench.run import peak_probe, process
 from mnist_bench.common import contention, registry
@@ -52,10 +53,9 @@ QUICK = {"rounds": 2, "warmup_rounds": 1, "batch_sizes": "64", "chunk_steps": 2}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.benchmarks", description=__doc__.splitlines()[0],
                                      epilog="Arguments after -- go to every pytest process.")
-    parser.add_argument("--backends", default=",".join(registry.names()),
-                        help=f"comma-separated (default: {','.join(registry.names())})")
-    parser.add_argument("--modes", default="all", help="'all' (default), 'default' or comma-separated mode names")
-    parser.add_argument("--device", default="cpu", choices=registry.DEVICES, help="device kind (default cpu)")
+    options.add_backends(parser)
+    options.add_modes(parser, "all")
+    options.add_device(parser, "cpu")
     parser.add_argument("--batch-sizes", help="comma-separated (default 64,512)")
     parser.add_argument("--rounds", type=int, help=f"timed rounds per benchmark (default {suite.DEFAULT_ROUNDS})")
     parser.add_argument("--warmup-rounds", type=int,
@@ -65,9 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run for CI: 2 rounds after 1 warm-up, batch 64, 2 steps per round "
                              "(explicit options still win)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="CPU threads for every framework and for the peak probe (default: all usable CPUs)")
-    parser.add_argument("--data-dir", help="dataset root holding mnist/ (else $MNIST_BENCH_DATA or the cache)")
+    options.add_threads(parser, help="CPU threads for every framework and for the peak probe (default: all usable CPUs)")
+    options.add_data_dir(parser)
     parser.add_argument("--out", type=Path, help=f"output directory (default: {DEFAULT_OUT.relative_to(REPO_ROOT)}"
                                                  "/<UTC time>)")
     parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul peak probes")

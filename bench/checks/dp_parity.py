@@ -84,6 +84,8 @@ def differences(reference: dict, other: dict) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mnist_bench.bench import options
+
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.checks.dp_parity")
     parser.add_argument("backend")
     parser.add_argument("inputs", type=Path)
@@ -92,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=1)
     parser.add_argument("--host-rank", type=int, default=0)
     parser.add_argument("--coordinator")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
+    options.add_threads(parser, default=2)
+    options.add_device(parser, "cpu", auto=False)
     parser.add_argument("--steps", type=int, default=0, help="train on the first STEPS batches only (default all)")
     args = parser.parse_args(argv)
     from mnist_bench.bench.run import launch

@@ -198,6 +198,8 @@ def differences(results: dict[str, dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mnist_bench.bench import options
+
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.checks.parity")
     parser.add_argument("phase", choices=("probe", "evaluate"))
     parser.add_argument("backend")
@@ -205,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", type=Path)
     parser.add_argument("work", type=Path, help="folder for the outputs")
     parser.add_argument("weights", nargs="*", type=Path)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
+    options.add_threads(parser, default=2)
+    options.add_device(parser, "cpu", auto=False)
     args = parser.parse_args(argv)
     from mnist_bench.bench.run.process_setup import configure_process
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
+from mnist_bench.bench import options
 from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 SIDE_TIMEOUT_S = 1800
@@ -104,13 +104,13 @@ def measure(pairs: list[tuple[str, str]], args, say=print) -> list[dict]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.perf.overhead", description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="torch,tensorflow,jax")
-    parser.add_argument("--modes", default="default", help="comma-separated: 'default', 'tuned' or a mode name")
+    options.add_backends(parser, "torch,tensorflow,jax")
+    options.add_modes(parser, "default", help="comma-separated: 'default', 'tuned' or a mode name")
     parser.add_argument("--steps", type=int, default=400, help="training steps per side and round (default 400)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--chunk-steps", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--data-dir")
+    options.add_threads(parser)
+    options.add_data_dir(parser)
     parser.add_argument("--require-quiet", action=argparse.BooleanOptionalAction, default=True,
                         help="wait for a quiet machine before every pair (default on)")
     parser.add_argument("--quiet-wait", type=float, default=120.0, help="the longest wait, in seconds (default 120)")

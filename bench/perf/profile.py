@@ -19,13 +19,14 @@ import argparse
 import collections
 import gzip
 import json
-import os
 import re
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from mnist_bench.bench import options
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+)")
 _CALLS = re.compile(r"calls=%?([\w.\-]+)")
@@ -129,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="compiled")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--top", type=int, default=12)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--data-dir")
+    options.add_threads(parser)
+    options.add_data_dir(parser)
     args = parser.parse_args(argv)
     from mnist_bench.bench.run.process_setup import configure_process
 
