@@ -3,7 +3,9 @@
 A ``flax.linen`` module, an ``optax.sgd`` optimiser and a pure train step
 ``(params, opt_state, batch, rng) -> (params, opt_state, loss)``. Modes:
 ``compiled`` (the default, ``jax.jit`` with the parameter and optimiser buffers
-donated) and ``eager`` (the same functions, op by op). Flax is channels-last
+donated), ``eager`` (the same functions, op by op) and ``tuned`` (a whole chunk
+of steps in one jitted ``lax.scan``, with the convolutions as patch matrix
+products on the CPU). Flax is channels-last
 with (kh, kw, in, out) kernels, so it already speaks the canonical layout.
 Flax's ``nn.Conv`` pads 'SAME' by default; the model asks for 'VALID' as the
 other frameworks do.
