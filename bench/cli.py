@@ -35,11 +35,8 @@ def _device_counts(text: str) -> list[int]:
     return list(dict.fromkeys(counts))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mnist-bench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="train the recipe on each backend, one worker process per run")
+def _add_run(run: argparse.ArgumentParser) -> None:
+    """``mnist-bench run``'s options."""
     options.add_backends(run, "torch,tensorflow,jax")
     options.add_modes(run, "default", help="'default' (each backend's recommended mode), 'all', or comma-separated "
                                            "mode names (eager, compiled, xla); each backend runs those it has")
@@ -84,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "report (default), or stop the sweep (exit 1; --resume continues it)")
     run.add_argument("--report", action="store_true", help="write report.md and report.html into the run directory")
     run.add_argument("--quiet", action="store_true", help="no progress and no summary; exit code only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mnist-bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub.add_parser("run", help="train the recipe on each backend, one worker process per run"))
 
     report = sub.add_parser("report", help="write Markdown and HTML reports from run directories")
     report.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
