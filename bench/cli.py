@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import shlex
 import signal
 import sys
 from pathlib import Path
 
+from mnist_bench.bench import options
+from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from mnist_bench.bench.options import csv, fraction, positive_float, positive_int
 from mnist_bench.common import parallel
 from mnist_bench.common import recipe as recipes
 from mnist_bench.common import registry
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_RESULTS = Path("results") / "runs"
 
 
@@ -27,79 +28,41 @@ class UsageError(ValueError):
     """Bad command-line input; reported with exit code 2."""
 
 
-def _csv(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
-    return value
-
-
 def _device_counts(text: str) -> list[int]:
-    counts = [_positive_int(part) for part in _csv(text)]
+    counts = [positive_int(part) for part in csv(text)]
     if not counts:
         raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
     return list(dict.fromkeys(counts))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mnist-bench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="train the recipe on each backend, one worker process per run")
-    run.add_argument("--backends", default="torch,tensorflow,jax",
-                     help=f"comma-separated, from {', '.join(registry.names())} (default: all three)")
-    run.add_argument("--modes", default="default",
-                     help="'default' (each backend's recommended mode), 'all', or comma-separated mode names "
-                          "(eager, compiled, xla); each backend runs those it has")
-    run.add_argument("--device", default="auto", choices=registry.DEVICES,
-                     help="device kind (default: auto = gpu, then tpu, then cpu)")
+def _add_run(run: argparse.ArgumentParser) -> None:
+    """``mnist-bench run``'s options."""
+    options.add_backends(run, "torch,tensorflow,jax")
+    options.add_modes(run, "default", help="'default' (each backend's recommended mode), 'all', or comma-separated "
+                                           "mode names (eager, compiled, xla); each backend runs those it has")
+    options.add_device(run, "auto", help="device kind (default: auto = gpu, then tpu, then cpu)")
     run.add_argument("--devices", type=_device_counts, default=[1], metavar="N[,N...]",
                      help="data-parallel devices per host (default 1); several, e.g. 1,2, run each and the report "
                           "shows scaling efficiency. The recipe's batch is the global batch, split across devices")
-    run.add_argument("--hosts", type=_positive_int, default=1,
+    run.add_argument("--hosts", type=positive_int, default=1,
                      help="hosts in a multi-host run (default 1); start the same command on every host with its "
                           "--host-rank (docs/data-parallel.md)")
     run.add_argument("--host-rank", type=int, default=0, help="this host's rank, 0 to --hosts - 1 (default 0)")
     run.add_argument("--coordinator", metavar="HOST:PORT",
                      help="with --hosts > 1: an address of host 0 every host can reach, with a free port")
-    run.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds per configuration (default 1)")
+    run.add_argument("--seeds", type=positive_int, default=1, help="number of seeds per configuration (default 1)")
     run.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     run.add_argument("--preset", default="default", help=f"recipe preset: {', '.join(recipes.PRESETS)}")
     run.add_argument("--recipe", type=Path, help="TOML file with recipe fields (applied over the preset)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override one recipe field, e.g. --set learning_rate=0.05 (repeatable)")
-    run.add_argument("--epochs", type=_positive_int, help="shorthand for --set epochs=N")
-    run.add_argument("--data-dir", help="dataset root holding mnist/ and fashion-mnist/ (else $MNIST_BENCH_DATA, "
-                                        "else the per-user cache, downloading if needed)")
-    run.add_argument("--threads", type=_positive_int, default=len(os.sched_getaffinity(0)),
-                     help="CPU threads for every framework (default: all CPUs this process may use)")
-    run.add_argument("--timeout", type=_positive_float, default=3600.0, help="per-run timeout in seconds (default 3600)")
-    run.add_argument("--chunk-steps", type=_positive_int, default=20, help="steps between clock reads (default 20)")
-    run.add_argument("--target-accuracy", type=_fraction, default=0.99, help="for time-to-target (default 0.99)")
+    run.add_argument("--epochs", type=positive_int, help="shorthand for --set epochs=N")
+    options.add_data_dir(run, help="dataset root holding mnist/ and fashion-mnist/ (else $MNIST_BENCH_DATA, "
+                                   "else the per-user cache, downloading if needed)")
+    options.add_threads(run)
+    run.add_argument("--timeout", type=positive_float, default=3600.0, help="per-run timeout in seconds (default 3600)")
+    run.add_argument("--chunk-steps", type=positive_int, default=20, help="steps between clock reads (default 20)")
+    run.add_argument("--target-accuracy", type=fraction, default=0.99, help="for time-to-target (default 0.99)")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, help=f"run directory (default: {DEFAULT_RESULTS}/<UTC time>)")
     where.add_argument("--resume", type=Path, metavar="RUN_DIR",
@@ -111,13 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--require-quiet", action=argparse.BooleanOptionalAction, default=True,
                      help="before each run, wait for the CPUs it will use to be quiet (other processes at most "
                           "3%% of them), saying what it waits on (default: on; --no-require-quiet skips the wait)")
-    run.add_argument("--quiet-wait", type=_positive_float, default=120.0, metavar="S",
+    run.add_argument("--quiet-wait", type=positive_float, default=120.0, metavar="S",
                      help="how long to wait for a quiet machine before each run (default 120 s)")
     run.add_argument("--if-busy", choices=("proceed", "stop"), default="proceed",
                      help="still busy after --quiet-wait: run anyway, marked contended in its record and the "
                           "report (default), or stop the sweep (exit 1; --resume continues it)")
     run.add_argument("--report", action="store_true", help="write report.md and report.html into the run directory")
     run.add_argument("--quiet", action="store_true", help="no progress and no summary; exit code only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mnist-bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub.add_parser("run", help="train the recipe on each backend, one worker process per run"))
 
     report = sub.add_parser("report", help="write Markdown and HTML reports from run directories")
     report.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -127,24 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="compare two result sets; exit 1 on a regression")
     compare.add_argument("base", type=Path, metavar="BASE_DIR")
     compare.add_argument("new", type=Path, metavar="NEW_DIR")
-    compare.add_argument("--threshold", type=_fraction, default=0.10,
+    compare.add_argument("--threshold", type=fraction, default=0.10,
                          help="samples/s drop that counts as a regression (default 0.10 = 10%%)")
-    compare.add_argument("--accuracy-threshold", type=_fraction, default=0.005,
+    compare.add_argument("--accuracy-threshold", type=fraction, default=0.005,
                          help="test-accuracy drop that counts as a regression (default 0.005)")
     compare.add_argument("--allow-contended", action="store_true",
                          help="judge speed even where a run was measured on a busy machine (by default such a "
                               "match is not judged and the verdict is INCONCLUSIVE, exit 3)")
 
-    csv = sub.add_parser("export-csv", help="one CSV row per run record")
-    csv.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    csv.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    export = sub.add_parser("export-csv", help="one CSV row per run record")
+    export.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    export.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
     par = sub.add_parser("parity", help="numerical parity probes between backends and modes; writes parity.json")
-    par.add_argument("--backends", default="torch,tensorflow,jax", help="comma-separated backends")
-    par.add_argument("--modes", default="all", help="'default', 'all' or comma-separated mode names")
-    par.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
-    par.add_argument("--data-dir", help="dataset root holding mnist/ (else $MNIST_BENCH_DATA or the cache)")
-    par.add_argument("--threads", type=_positive_int, default=len(os.sched_getaffinity(0)))
+    options.add_backends(par, "torch,tensorflow,jax")
+    options.add_modes(par, "all")
+    options.add_device(par, "cpu", auto=False)
+    options.add_data_dir(par)
+    options.add_threads(par)
     par.add_argument("--out", type=Path, required=True, help="directory for parity.json (e.g. a run directory)")
 
     sub.add_parser("backends", help="list backends, whether they are installed, and their modes")
@@ -167,7 +136,7 @@ def build_recipe(args) -> recipes.Recipe:
 def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
     from mnist_bench.bench.run.harness import RunSpec
 
-    backends = _csv(args.backends)
+    backends = csv(args.backends)
     if not backends:
         raise UsageError("--backends is empty; choose from " + ", ".join(registry.names()))
     for name in backends:
@@ -179,7 +148,7 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
         chosen = {b: list(registry.select_modes(b, args.modes)) for b in backends}
     except registry.UnknownMode as exc:
         raise UsageError(str(exc)) from None
-    for m in _csv(args.modes) if args.modes != "all" else ():
+    for m in csv(args.modes) if args.modes != "all" else ():
         if m != "default" and not any(m in modes for modes in chosen.values()):
             raise UsageError(f"mode {m!r} is not offered by any of {', '.join(backends)}")
     if not args.allow_known_broken:
@@ -288,7 +257,7 @@ def cmd_run(args) -> int:
     except harness.MachineBusy as exc:
         print(f"stopped: the machine is busy: {exc}. Finished runs are in {run_dir}; when it is quiet, complete "
               f"them with: mnist-bench run --resume {run_dir} <same options>", file=sys.stderr)
-        return EXIT_RUN_FAILED
+        return EXIT_FAILED
     if not args.quiet:
         print_summary(results)
     if args.report:
@@ -297,7 +266,7 @@ def cmd_run(args) -> int:
         paths = report.write_report([run_dir], run_dir)
         if not args.quiet:
             print("report: " + ", ".join(str(p) for p in paths.values()))
-    return EXIT_OK if all(r["status"] == "ok" for r in results) else EXIT_RUN_FAILED
+    return EXIT_OK if all(r["status"] == "ok" for r in results) else EXIT_FAILED
 
 
 def cmd_report(args) -> int:
@@ -331,9 +300,9 @@ def cmd_parity(args) -> int:
     from mnist_bench.common.records import write_atomic
 
     args.seeds, args.first_seed, args.allow_known_broken = 1, 0, True
-    configs = list(dict.fromkeys(parity.Config(s.backend, s.mode) for s in plan(args)))
+    configs = list(dict.fromkeys(parity.ProbeConfig(s.backend, s.mode) for s in plan(args)))
     results = parity.run_probes(configs, args.data_dir, args.out / "parity-work", args.threads, args.device)
-    checks = parity.compare(results)
+    checks = parity.differences(results)
     write_atomic(args.out / "parity.json", {"kind": "parity", "device": args.device, "checks": checks,
                                             "tolerances": {k: vars(t) for k, t in parity.TOLERANCES.items()}})
     known = {f"{b}-{m}": why for (b, m, d), why in registry.all_known_broken().items() if d == args.device}
@@ -345,7 +314,7 @@ def cmd_parity(args) -> int:
     print(f"{len(checks) - len(failed)} passed, {len(unexpected)} failed, {len(failed) - len(unexpected)} known-broken; "
           f"written to {args.out / 'parity.json'}")
     failed = unexpected
-    return EXIT_RUN_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_backends(args) -> int:

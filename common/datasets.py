@@ -28,6 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from mnist_bench.common.idx import GZIP_MAGIC, DataError, IdxError, decompress, parse_idx, read_bytes
+from mnist_bench.common.model import IMAGE_SIZE, NUM_CLASSES
 
 __all__ = [
     "DataError", "IdxError", "Dataset", "load", "download", "find_dataset_dir",
@@ -44,8 +45,7 @@ TEST_IMAGES = "t10k-images-idx3-ubyte"
 TEST_LABELS = "t10k-labels-idx1-ubyte"
 FILE_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
-IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
 
 # MD5 of the decompressed files, per dataset and file.
 MD5: dict[str, dict[str, str]] = {

@@ -19,12 +19,7 @@ Conventions, chosen so the numbers are comparable with published MFU figures:
 
 from __future__ import annotations
 
-IMAGE_SIZE = 28
-KERNEL_SIZE = 3
-NUM_CLASSES = 10
-CONV1_OUT = IMAGE_SIZE - KERNEL_SIZE + 1  # 26
-CONV2_OUT = CONV1_OUT - KERNEL_SIZE + 1  # 24
-POOLED_SIZE = CONV2_OUT // 2  # 12
+from mnist_bench.common.model import CONV1_OUT, CONV2_OUT, KERNEL_SIZE, NUM_CLASSES, POOLED_SIZE
 
 
 def _check_positive(**sizes: int) -> None:

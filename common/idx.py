@@ -12,7 +12,6 @@ enough to allocate from it before checking it against the payload length.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import struct
 import zlib
@@ -73,11 +72,6 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     return decompress(data, path)
 
 
-def md5_of_idx(path: str | os.PathLike) -> str:
-    """Hex MD5 of the file's decompressed bytes (what published checksums cover)."""
-    return hashlib.md5(read_bytes(path)).hexdigest()
-
-
 def parse_idx(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
     """Parse uncompressed IDX bytes into a writable native-byte-order array.
 
@@ -126,16 +120,3 @@ def parse_idx(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
     values = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header_size)
     # astype copies: the result is writable and independent of ``data``.
     return values.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
-
-
-def read_idx(source: str | os.PathLike | bytes | bytearray | memoryview) -> np.ndarray:
-    """Read an IDX array from a path or from bytes, gzipped or raw.
-
-    ``source`` is a path (``str`` or path-like) or the file's bytes. Raises
-    :class:`IdxError` (a :class:`DataError`) for any unreadable or malformed
-    input, with the path in the message when one was given. See
-    :func:`parse_idx` for the dtypes and checks.
-    """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return parse_idx(decompress(bytes(source)))
-    return parse_idx(read_bytes(source), source)

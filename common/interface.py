@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from mnist_bench.common import metrics, pipeline, weights
+from mnist_bench.common.model import NUM_CLASSES
 from mnist_bench.common.parallel import SINGLE, Topology
 from mnist_bench.common.recipe import Recipe
 
@@ -99,12 +100,21 @@ class Backend(abc.ABC):
     def peak_device_memory(self) -> int | None:
         """Peak device memory in bytes where the framework reports it, else None."""
 
+    @abc.abstractmethod
+    def numerics(self) -> dict:
+        """The float32 numerics the framework actually applies on this device, read back from it.
+
+        At least ``dtype`` (the parameters' and activations' dtype), ``tf32`` (whether
+        float32 matmuls or convolutions may run as TF32) and ``matmul_precision`` (the
+        framework's own setting, in its own words); a backend may add the settings it read.
+        """
+
     # --- shared behaviour -------------------------------------------------------------
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Logits for any number of images, in evaluation batches."""
         parts = [self._logits(batch) for batch in pipeline.eval_batches(x, self.recipe.eval_batch_size)]
-        return np.concatenate(parts) if parts else np.zeros((0, weights.NUM_CLASSES), np.float32)
+        return np.concatenate(parts) if parts else np.zeros((0, NUM_CLASSES), np.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.logits(x).argmax(axis=1)

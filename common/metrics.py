@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-NUM_CLASSES = 10
+from mnist_bench.common.model import NUM_CLASSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,28 +127,3 @@ def classification_report(labels: Any, preds: Any, num_classes: int = NUM_CLASSE
         per_class=per_class,
         confusion=matrix.tolist(),
     )
-
-
-def cross_entropy(logits: Any, labels: Any) -> float:
-    """Mean softmax cross-entropy of ``(N, C)`` logits against ``N`` integer labels.
-
-    A NumPy reference for the frameworks' own losses. Uses a stable
-    log-softmax (subtract each row's max before ``exp``), so large logits do not
-    overflow. Computed in float64 and returned as a Python float. Raises
-    ``ValueError`` for non-2-D or non-finite logits, a label count that differs
-    from the number of rows, an empty batch, or labels outside ``[0, C)``.
-    """
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim != 2:
-        raise ValueError(f"logits must be a 2-D (batch, classes) array, got shape {logits.shape}")
-    n, c = logits.shape
-    if n == 0 or c == 0:
-        raise ValueError(f"logits must have at least one row and one class, got shape {logits.shape}")
-    if not np.all(np.isfinite(logits)):
-        raise ValueError("logits contain NaN or infinity")
-    labels = _class_indices(labels, "labels", c)
-    if labels.size != n:
-        raise ValueError(f"logits and labels differ in length: {n} rows of logits, {labels.size} labels")
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return float(-log_probs[np.arange(n), labels].mean())

@@ -46,10 +46,6 @@ class Topology:
     def parallel(self) -> bool:
         return self.world > 1
 
-    def to_dict(self) -> dict:
-        return {"devices": self.devices, "hosts": self.hosts, "host_rank": self.host_rank,
-                "coordinator": self.coordinator}
-
 
 SINGLE = Topology()
 
@@ -111,12 +107,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 # --- torch.distributed processes ------------------------------------------------------------------------
 # PyTorch trains one process per device. Each reads the torchrun environment
 # (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); processes started by
-# torchrun already have it, and `launch_local_ranks` gives it to the ones
+# torchrun already have it, and `mnist_bench.bench.run.launch.start_local_ranks` gives it to the ones
 # mnist-bench starts itself.
 
 
 def launched_by_launcher() -> bool:
-    """True in a process started by torchrun or by :func:`launch_local_ranks`."""
+    """True in a process started by torchrun or by :func:`mnist_bench.bench.run.launch.start_local_ranks`."""
     return "LOCAL_RANK" in os.environ and "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 

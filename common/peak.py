@@ -8,10 +8,10 @@ repeats, so a scheduler hiccup lowers no figure but the worst.
 
 Thread count and CPU affinity must match the runs being compared against, and
 NumPy's BLAS reads its thread count (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
-``MKL_NUM_THREADS``) only when NumPy is first imported. :func:`measure_subprocess`
-therefore measures in a fresh interpreter started with those variables and pinned
-to the same CPUs the workers use (the first ``threads`` of this process's
-affinity). :func:`measure` measures in this process, with whatever BLAS threads
+``MKL_NUM_THREADS``) only when NumPy is first imported. :func:`probe_command` is therefore run in a fresh
+interpreter (:func:`mnist_bench.bench.run.peak_probe.measure`) with those variables
+and pinned to the same CPUs the workers use (the first ``threads`` of this
+process's affinity). :func:`measure` measures in this process, with whatever BLAS threads
 NumPy already has.
 
 ``python -m mnist_bench.common.peak --threads N`` prints the result as JSON.
@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 DEFAULT_SIZES = (1024, 2048)
 DEFAULT_REPEATS = 5
@@ -38,7 +36,7 @@ class PeakProbeError(RuntimeError):
 
 
 def pinned_cpus(threads: int) -> list[int]:
-    """The CPUs a run with ``threads`` threads is pinned to (as :mod:`mnist_bench.bench.run.worker` does)."""
+    """The CPUs a run with ``threads`` threads is pinned to (as :mod:`mnist_bench.bench.run.process_setup` does)."""
     return sorted(os.sched_getaffinity(0))[:threads]
 
 
@@ -59,7 +57,7 @@ def _blas_name() -> str | None:
 
 
 def measure(sizes: tuple[int, ...] = DEFAULT_SIZES, repeats: int = DEFAULT_REPEATS) -> dict:
-    """Measure in this process. Returns the JSON-ready result (see :func:`measure_subprocess`)."""
+    """Measure in this process. Returns the JSON-ready result (see :func:`mnist_bench.bench.run.peak_probe.measure`)."""
     import numpy as np
 
     if not sizes or any(n < 1 for n in sizes) or repeats < 1:
@@ -92,34 +90,23 @@ def measure(sizes: tuple[int, ...] = DEFAULT_SIZES, repeats: int = DEFAULT_REPEA
     }
 
 
-def measure_subprocess(threads: int, sizes: tuple[int, ...] = DEFAULT_SIZES, repeats: int = DEFAULT_REPEATS,
-                       timeout_s: float = TIMEOUT_S) -> dict:
-    """Measure in a fresh interpreter with ``threads`` BLAS threads, pinned like a worker.
+def probe_command(threads: int, sizes: tuple[int, ...] = DEFAULT_SIZES, repeats: int = DEFAULT_REPEATS,
+                  python: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command line and the extra environment that measure with ``threads`` BLAS threads, pinned like a worker.
 
-    Returns ``{"gflops": best GFLOP/s, "per_size_gflops": {n: GFLOP/s}, "device": "cpu",
-    "dtype", "source": "numpy", "method", "repeats", "blas", "numpy", "threads",
-    "blas_threads_env", "affinity", "wall_s"}``. Raises :class:`PeakProbeError` if it fails.
+    :mod:`mnist_bench.bench.run.peak_probe` starts it in a fresh interpreter; its last line of output is the result.
     """
-    repo_root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, **blas_env(threads),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(repo_root), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "mnist_bench.common.peak", "--threads", str(threads), "--repeats", str(repeats),
-           "--sizes", ",".join(map(str, sizes))]
-    start = time.perf_counter()
+    cmd = [python or sys.executable, "-m", "mnist_bench.common.peak", "--threads", str(threads),
+           "--repeats", str(repeats), "--sizes", ",".join(map(str, sizes))]
+    return cmd, blas_env(threads)
+
+
+def parse_result(stdout: str) -> dict:
+    """The probe's JSON result, from the last line it printed; :class:`PeakProbeError` if there is none."""
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise PeakProbeError(f"the matmul peak probe took longer than {timeout_s:g} s") from None
-    if proc.returncode != 0:
-        raise PeakProbeError(f"the matmul peak probe exited with {proc.returncode}: {proc.stderr[-2000:]}")
-    try:
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        return json.loads(stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        raise PeakProbeError(f"the matmul peak probe printed no result: {proc.stdout[-500:]!r}") from None
-    result["threads"] = threads
-    result["wall_s"] = time.perf_counter() - start
-    return result
+        raise PeakProbeError(f"the matmul peak probe printed no result: {stdout[-500:]!r}") from None
 
 
 def for_device(device: str, cpu_peak: dict | None, device_peak: dict | None) -> dict | None:
@@ -132,13 +119,6 @@ def fraction(achieved_gflops: float | None, peak: dict | None) -> float | None:
     if achieved_gflops is None or not peak or not peak.get("gflops"):
         return None
     return achieved_gflops / peak["gflops"]
-
-
-def summary(peak: dict | None) -> dict | None:
-    """The few fields of a probe result that every record and benchmark carries."""
-    if not peak:
-        return None
-    return {key: peak.get(key) for key in ("gflops", "device", "source", "method", "threads") if key in peak}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,10 +50,6 @@ class Recipe:
     def __post_init__(self) -> None:
         _validate(self)
 
-    @property
-    def dropout(self) -> bool:
-        return self.dropout1 > 0 or self.dropout2 > 0
-
     def replace(self, **changes: Any) -> "Recipe":
         return from_mapping({**dataclasses.asdict(self), **changes})
 

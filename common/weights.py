@@ -34,12 +34,8 @@ from typing import Mapping
 
 import numpy as np
 
+from mnist_bench.common.model import NUM_CLASSES, POOLED_SIZE
 from mnist_bench.common.recipe import Recipe
-
-IMAGE_SIZE = 28
-NUM_CLASSES = 10
-# Two valid 3x3 convolutions (28 -> 26 -> 24), then a 2x2 max-pool (24 -> 12).
-POOLED_SIZE = 12
 
 Weights = dict[str, np.ndarray]
 

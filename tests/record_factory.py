@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mnist_bench.common import flops, metrics
+from mnist_bench.common.model import NUM_CLASSES
 from mnist_bench.common.records import RECORD_SUFFIX, SCHEMA_VERSION, validate
 
 TEST_SIZE = 10_000
@@ -43,12 +44,12 @@ MACHINE = {
 
 def _confusion_for(accuracy: float) -> dict[str, Any]:
     """A classification report over a balanced 10-class test set with ``accuracy``."""
-    labels = np.repeat(np.arange(metrics.NUM_CLASSES), TEST_SIZE // metrics.NUM_CLASSES)
+    labels = np.repeat(np.arange(NUM_CLASSES), TEST_SIZE // NUM_CLASSES)
     preds = labels.copy()
     wrong = TEST_SIZE - round(accuracy * TEST_SIZE)
     # Spread the mistakes over every class (stride through the sorted labels).
     misses = np.linspace(0, TEST_SIZE - 1, num=wrong, dtype=int) if wrong else np.array([], dtype=int)
-    preds[misses] = (labels[misses] + 1) % metrics.NUM_CLASSES
+    preds[misses] = (labels[misses] + 1) % NUM_CLASSES
     return metrics.classification_report(labels, preds).to_dict()
 
 

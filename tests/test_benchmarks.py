@@ -34,7 +34,7 @@ SMALL_TIMEOUT_S = 300
 
 
 def _driver(*args: str, timeout: float = QUICK_TIMEOUT_S) -> subprocess.CompletedProcess:
-    from mnist_bench.bench.run.harness import child_env
+    from mnist_bench.bench.run.process import child_env
 
     return subprocess.run([sys.executable, "-m", "mnist_bench.bench.benchmarks", *args], cwd=REPO_ROOT, env=child_env(),
                           capture_output=True, text=True, timeout=timeout)
@@ -164,7 +164,7 @@ def test_driver_refuses_bad_input_before_running(tmp_path, capsys, replace_spec)
 
 
 def test_suite_without_a_backend_is_a_usage_error():
-    from mnist_bench.bench.run.harness import child_env
+    from mnist_bench.bench.run.process import child_env
 
     proc = subprocess.run([sys.executable, "-m", "pytest", "bench/benchmarks", "-p", "no:cacheprovider"],
                           cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=120)

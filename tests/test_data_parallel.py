@@ -10,17 +10,15 @@ own process(es). A backend that is not installed fails here, it is never skipped
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mnist_bench.bench.checks import dp_parity
-from mnist_bench.bench.run.harness import child_env
+from mnist_bench.bench.run.process import child_env
 from mnist_bench.common import parallel, registry
 
 # Data-parallel twins are optional: the ones whose spec has one.
@@ -96,7 +94,7 @@ def test_two_devices_follow_the_single_device_trajectory(work, backend):
     assert len(two["losses"]) == len(reference["losses"]) == dp_parity.STEPS
     # Not vacuous: the trajectory really trains, so a wrong average would show at once.
     assert reference["losses"][0] - reference["losses"][-1] > 0.05, reference["losses"]
-    _assert_within(dp_parity.compare(reference, two), f"{backend}: 2 devices vs 1")
+    _assert_within(dp_parity.differences(reference, two), f"{backend}: 2 devices vs 1")
 
 
 def _tf_config(ports: list[int], index: int) -> str:
@@ -120,7 +118,7 @@ def test_two_hosts_over_loopback_train_like_one_process(work, backend):
     prefix = {**reference, "losses": reference["losses"][:MULTIHOST_STEPS]}
     for rank, result in enumerate(hosts):
         assert int(result["world"]) == 2 and len(result["losses"]) == MULTIHOST_STEPS
-        _assert_within(dp_parity.compare(prefix, result), f"{backend}: host {rank} of 2 vs one process",
+        _assert_within(dp_parity.differences(prefix, result), f"{backend}: host {rank} of 2 vs one process",
                        checks=("loss", "gradients", "trajectory_loss"))
     # Replicated training: both hosts end with the very same weights.
     for name in (k for k in hosts[0] if k.startswith("final/")):

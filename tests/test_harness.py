@@ -268,7 +268,7 @@ def test_worker_sigkill_recorded_and_resumed(tmp_path, shared_data_dir, backgrou
     os.kill(pids[0], signal.SIGKILL)
     code, stdout, stderr = harness.wait(timeout=300)
 
-    assert code == cli.EXIT_RUN_FAILED, stderr[-3000:]
+    assert code == cli.EXIT_FAILED, stderr[-3000:]
     failed = record(out, "torch-eager-cpu-s0")
     assert failed["status"] == "failed"
     assert failed["error"]["type"] == "WorkerDied"
@@ -307,7 +307,7 @@ def test_missing_device_fails_fast(tmp_path, shared_data_dir):
     started = time.monotonic()
     done = run_cli(argv, timeout=280)
     elapsed = time.monotonic() - started
-    assert done.returncode == cli.EXIT_RUN_FAILED, done.stderr[-3000:]
+    assert done.returncode == cli.EXIT_FAILED, done.stderr[-3000:]
     assert done.stdout == ""
     rec = record(out, f"torch-eager-{device}-s0")
     assert rec["status"] == "failed"
@@ -331,7 +331,7 @@ def test_per_run_timeout(tmp_path, shared_data_dir):
     started = time.monotonic()
     done = run_cli(argv, timeout=280)
     elapsed = time.monotonic() - started
-    assert done.returncode == cli.EXIT_RUN_FAILED
+    assert done.returncode == cli.EXIT_FAILED
     first, second = record(out, "torch-eager-cpu-s0"), record(out, "torch-eager-cpu-s1")
     for rec in (first, second):
         assert rec["status"] == "timeout"
@@ -350,7 +350,7 @@ def test_divergence_is_its_own_status(tmp_path, shared_data_dir):
     out = tmp_path / "run"
     done = run_cli(run_argv(shared_data_dir, "--out", out, "--set", "learning_rate=1e6", "--chunk-steps", "2",
                             "--quiet", steps=10), timeout=280)
-    assert done.returncode == cli.EXIT_RUN_FAILED
+    assert done.returncode == cli.EXIT_FAILED
     assert done.stdout == ""
     rec = record(out, "torch-eager-cpu-s0")
     assert rec["status"] == "diverged"
@@ -456,7 +456,7 @@ def test_misbehaving_workers(tmp_path, shared_data_dir):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(inject)}
     done = run_cli(run_argv(shared_data_dir, "--out", out, seeds=3), timeout=280, env=env)
-    assert done.returncode == cli.EXIT_RUN_FAILED, done.stderr[-3000:]
+    assert done.returncode == cli.EXIT_FAILED, done.stderr[-3000:]
     # Bad bytes and a bad progress line neither kill the progress pump nor the run.
     assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr, done.stderr
     assert record(out, "torch-eager-cpu-s0")["status"] == "ok"

@@ -58,6 +58,9 @@ def test_thirty_run_sweep(tmp_path, shared_data_dir, capsys):
         assert [epoch["steps"] for epoch in run["epochs"]] == [2]
         assert run["data"]["train_size"] == 128 and run["data"]["test_size"] == 100
         assert run["final"]["test"]["accuracy"] is not None
+        # Read back from PyTorch, not written by the worker: full float32 on the CPU.
+        assert run["numerics"] == {"dtype": "float32", "tf32": False, "matmul_precision": "highest",
+                                   "allow_tf32": None}
     # Seeds matter: not every run may have produced the same first-epoch loss.
     assert len({run["epochs"][0]["train_loss"] for run in runs}) > 1
 

@@ -1,14 +1,13 @@
 """Metrics from hand-worked confusion matrices, edge cases and invariants."""
 
 import json
-import math
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mnist_bench.common.metrics import Metrics, classification_report, confusion_matrix, cross_entropy
+from mnist_bench.common.metrics import Metrics, classification_report, confusion_matrix
 
 
 def test_confusion_matrix_hand_worked():
@@ -125,30 +124,3 @@ def test_report_invariants(case):
     for value in (report.macro_precision, report.macro_recall, report.macro_f1):
         assert 0.0 <= value <= 1.0
     assert [row["support"] for row in report.per_class] == np.bincount(labels, minlength=num_classes).tolist()
-
-
-def test_cross_entropy_matches_direct_formula():
-    logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, -1.0]])
-    labels = np.array([0, 2])
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    expected = -np.mean(np.log(probs[[0, 1], labels]))
-    assert cross_entropy(logits, labels) == pytest.approx(expected)
-
-
-def test_cross_entropy_uniform_and_stable():
-    assert cross_entropy(np.zeros((4, 10)), np.arange(4)) == pytest.approx(math.log(10))
-    # Naive exp(1000) overflows; the shifted log-softmax must not.
-    huge = np.array([[1000.0, 0.0], [0.0, 1000.0]])
-    assert cross_entropy(huge, np.array([0, 1])) == pytest.approx(0.0, abs=1e-12)
-    assert cross_entropy(huge, np.array([1, 0])) == pytest.approx(1000.0)
-
-
-def test_cross_entropy_validates():
-    with pytest.raises(ValueError, match="2-D"):
-        cross_entropy(np.zeros(3), np.array([0]))
-    with pytest.raises(ValueError, match="differ in length"):
-        cross_entropy(np.zeros((2, 3)), np.array([0]))
-    with pytest.raises(ValueError, match="outside the class range"):
-        cross_entropy(np.zeros((1, 3)), np.array([3]))
-    with pytest.raises(ValueError, match="NaN"):
-        cross_entropy(np.array([[np.nan, 0.0]]), np.array([0]))

@@ -14,7 +14,7 @@ import pytest
 from mnist_bench.bench.checks import parity
 from mnist_bench.common import registry
 
-CONFIGS = [parity.Config(b, m) for b in registry.names() for m in registry.modes(b)]
+CONFIGS = [parity.ProbeConfig(b, m) for b in registry.names() for m in registry.modes(b)]
 LABELS = [c.label for c in CONFIGS]
 PAIRS = list(itertools.combinations(LABELS, 2))
 MOVERS = [f"{b}-{registry.default_mode(b)}" for b in registry.names()]
@@ -42,7 +42,7 @@ def checks(shared_data_dir, tmp_path_factory):
     for name in registry.names():
         assert registry.is_available(name), registry.not_installed_message(name)
     results = parity.run_probes(CONFIGS, str(shared_data_dir), tmp_path_factory.mktemp("parity"))
-    return {(c["a"], c["b"], c["check"]): c for c in parity.compare(results)}
+    return {(c["a"], c["b"], c["check"]): c for c in parity.differences(results)}
 
 
 def _assert(check):

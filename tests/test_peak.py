@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_bench.bench.run import worker
+from mnist_bench.bench.run import peak_probe, worker
 from mnist_bench.common import peak, records
 from record_factory import make_record
 
@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_subprocess_probe_uses_the_requested_threads_and_cpus():
-    result = peak.measure_subprocess(1, sizes=(128, 256), repeats=2)
+    result = peak_probe.measure(1, sizes=(128, 256), repeats=2)
     assert result["gflops"] > 0
     assert set(result["per_size_gflops"]) == {"128", "256"}
     assert result["gflops"] == max(result["per_size_gflops"].values())
@@ -38,8 +38,8 @@ def test_in_process_probe_counts_2n_cubed_flops(monkeypatch):
 
 def test_failing_probe_raises_a_probe_error(monkeypatch):
     monkeypatch.setattr(peak.sys, "executable", "/bin/false")
-    with pytest.raises(peak.PeakProbeError, match="exited with 1"):
-        peak.measure_subprocess(1)
+    with pytest.raises(peak_probe.PeakProbeError, match="exited with 1"):
+        peak_probe.measure(1)
 
 
 def test_fraction_and_choice_of_peak():
@@ -84,7 +84,7 @@ def test_manifest_and_records_of_a_sweep_carry_the_peak(tmp_path, shared_data_di
     import subprocess
     import sys
 
-    from mnist_bench.bench.run.harness import child_env
+    from mnist_bench.bench.run.process import child_env
 
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.cli", "run", "--backends", "torch", "--device", "cpu",

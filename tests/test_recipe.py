@@ -16,7 +16,6 @@ def test_defaults_are_the_documented_recipe():
     assert r.learning_rate == 0.01
     assert r.momentum == 0.5
     assert (r.dropout1, r.dropout2) == (0.25, 0.5)
-    assert r.dropout is True
     assert r.hidden == 128
     assert (r.conv1_filters, r.conv2_filters) == (32, 64)
     assert r.init == "shared"
@@ -27,11 +26,6 @@ def test_recipe_is_frozen():
     r = Recipe()
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.epochs = 1  # type: ignore[misc]
-
-
-def test_dropout_property_false_when_both_zero():
-    assert Recipe(dropout1=0.0, dropout2=0.0).dropout is False
-    assert Recipe(dropout1=0.0, dropout2=0.1).dropout is True
 
 
 def test_to_dict_round_trips():

@@ -3,7 +3,9 @@
 A ``flax.linen`` module, an ``optax.sgd`` optimiser and a pure train step
 ``(params, opt_state, batch, rng) -> (params, opt_state, loss)``. Modes:
 ``compiled`` (the default, ``jax.jit`` with the parameter and optimiser buffers
-donated) and ``eager`` (the same functions, op by op). Flax is channels-last
+donated), ``eager`` (the same functions, op by op) and ``tuned`` (a whole chunk
+of steps in one jitted ``lax.scan``, with the convolutions as patch matrix
+products on the CPU). Flax is channels-last
 with (kh, kw, in, out) kernels, so it already speaks the canonical layout.
 Flax's ``nn.Conv`` pads 'SAME' by default; the model asks for 'VALID' as the
 other frameworks do.
@@ -22,6 +24,7 @@ import optax
 
 from mnist_bench.common import weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.common.model import IMAGE_SIZE, NUM_CLASSES
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
@@ -77,7 +80,7 @@ class CNN(nn.Module):
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(self.hidden, name="dense1")(x))
         x = nn.Dropout(self.dropout2, deterministic=not train)(x)
-        return nn.Dense(weights.NUM_CLASSES, name="dense2")(x)
+        return nn.Dense(NUM_CLASSES, name="dense2")(x)
 
 
 def _jax_device(kind: str):
@@ -87,6 +90,14 @@ def _jax_device(kind: str):
         seen = ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()) or "none"
         hint = " (install jax[cuda12] or jax[cuda13] for GPUs, jax[tpu] for TPUs)" if kind != "cpu" else ""
         raise DeviceUnavailable(f"JAX {jax.__version__} sees no {kind!r} device; devices found: {seen}{hint}") from None
+
+
+def numerics(platform: str) -> dict:
+    """JAX's float32 settings as they stand: its default matmul precision is TF32 on GPUs (bf16 passes on TPUs)."""
+    precision = jax.config.jax_default_matmul_precision
+    full = platform == "cpu" or precision in ("highest", "float32")
+    return {"dtype": "float32", "tf32": platform == "gpu" and not full,
+            "matmul_precision": precision or ("default (float32 on CPUs)" if platform == "cpu" else "default")}
 
 
 def loss(model: CNN, params, x, y, train: bool, rng):
@@ -137,7 +148,7 @@ class JaxBackend(Backend):
         self.model = self._eval_model.clone(matmul_convs=tuned and self._device.platform == "cpu")
         self.tx = optax.sgd(r.learning_rate, momentum=r.momentum)
         init_key, self._dropout_key = jax.random.split(jax.random.PRNGKey(self.seed))
-        sample = jnp.zeros((1, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1), jnp.float32)
+        sample = jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), jnp.float32)
         with jax.default_device(self._device):
             params = self.model.init(init_key, sample, train=False)["params"]
         self._set_params(params)
@@ -217,6 +228,9 @@ class JaxBackend(Backend):
 
     def device_info(self) -> dict:
         return {"kind": self.device, "name": self._device.device_kind, "count": len(jax.devices(self._device.platform))}
+
+    def numerics(self) -> dict:
+        return numerics(self._device.platform)
 
     def peak_device_memory(self) -> int | None:
         stats = self._device.memory_stats() if self._device.platform != "cpu" else None

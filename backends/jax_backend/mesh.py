@@ -24,9 +24,11 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mnist_bench.backends.jax_backend.backend import CNN, loss_and_grads, params_from_canonical, to_canonical, train_step
+from mnist_bench.backends.jax_backend.backend import (
+    CNN, loss_and_grads, numerics, params_from_canonical, to_canonical, train_step)
 from mnist_bench.common import parallel, weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.common.model import IMAGE_SIZE
 
 
 def _mesh_devices(kind: str, topology: parallel.Topology) -> list:
@@ -77,7 +79,7 @@ class JaxMeshBackend(Backend):
         self._dropout_key = np.asarray(dropout_key)
         # Initialise on this process's first device, as the single-device backend does, then replicate:
         # compiling init for the whole mesh costs ~20 s across processes for weights shared init replaces.
-        sample = np.zeros((1, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1), np.float32)
+        sample = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32)
         with jax.default_device(self.mesh.local_devices[0]):
             params = jax.device_get(self.model.init(init_key, sample, train=False)["params"])
         rep, shd = self._replicated, self._sharded
@@ -141,6 +143,9 @@ class JaxMeshBackend(Backend):
         devices = list(self.mesh.devices.flat)
         return {"kind": self.device, "name": devices[0].device_kind, "count": len(devices),
                 "engine": "jax.sharding NamedSharding over Mesh('data')", "processes": jax.process_count()}
+
+    def numerics(self) -> dict:
+        return numerics(self.mesh.devices.flat[0].platform)
 
     def peak_device_memory(self) -> int | None:
         if self.device == "cpu":

@@ -23,6 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 from mnist_bench.common import weights  # noqa: E402
 from mnist_bench.common.interface import Backend, DeviceUnavailable  # noqa: E402
+from mnist_bench.common.model import IMAGE_SIZE, NUM_CLASSES  # noqa: E402
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
@@ -31,7 +32,7 @@ def build_model(recipe) -> keras.Model:
     layers = keras.layers
     return keras.Sequential(
         [
-            keras.Input(shape=(weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1)),
+            keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1)),
             layers.Conv2D(recipe.conv1_filters, 3, activation="relu", name="conv1"),
             layers.Conv2D(recipe.conv2_filters, 3, activation="relu", name="conv2"),
             layers.MaxPooling2D(2),
@@ -39,7 +40,7 @@ def build_model(recipe) -> keras.Model:
             layers.Flatten(),
             layers.Dense(recipe.hidden, activation="relu", name="dense1"),
             layers.Dropout(recipe.dropout2),
-            layers.Dense(weights.NUM_CLASSES, name="dense2"),
+            layers.Dense(NUM_CLASSES, name="dense2"),
         ],
         name="mnist_cnn",
     )
@@ -74,6 +75,14 @@ def canonical(model: keras.Model, tensors) -> weights.Weights:
         layer = var.path.split("/")[-2]
         out[f"{layer}/{var.name}"] = np.asarray(value)
     return out
+
+
+def numerics(device: str) -> dict:
+    """TensorFlow's float32 settings as they stand: TF32 applies on GPUs only."""
+    enabled = bool(tf.config.experimental.tensor_float_32_execution_enabled())
+    tf32 = enabled and device == "gpu"
+    return {"dtype": "float32", "tf32": tf32, "matmul_precision": "tf32" if tf32 else "float32",
+            "tensor_float_32_execution": enabled}
 
 
 def set_threads(threads: int | None) -> None:
@@ -114,7 +123,7 @@ class TensorFlowBackend(Backend):
         if self.mode == "tuned":
             # Any number of steps per call without retracing.
             self._train_chunk = tf.function(self._train_chunk_fn, input_signature=[
-                tf.TensorSpec([None, None, weights.IMAGE_SIZE, weights.IMAGE_SIZE, 1], tf.float32),
+                tf.TensorSpec([None, None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32),
                 tf.TensorSpec([None, None], tf.int32)])
         self._grad_step = wrap(self._grad_fn)
         self._predict = wrap(self._predict_fn)
@@ -194,6 +203,9 @@ class TensorFlowBackend(Backend):
         if kind == "cpu":
             info["threads"] = tf.config.threading.get_intra_op_parallelism_threads()
         return info
+
+    def numerics(self) -> dict:
+        return numerics(self.device)
 
     def peak_device_memory(self) -> int | None:
         if not self._device.startswith("/GPU"):

@@ -26,7 +26,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from mnist_bench.backends.tensorflow_backend.backend import build_model, canonical, set_threads, set_weights  # noqa: E402
+from mnist_bench.backends.tensorflow_backend.backend import (  # noqa: E402
+    build_model, canonical, numerics, set_threads, set_weights)
 from mnist_bench.common import parallel, weights  # noqa: E402
 from mnist_bench.common.interface import Backend, DeviceUnavailable  # noqa: E402
 
@@ -176,6 +177,9 @@ class TensorFlowMirroredBackend(Backend):
         else:
             info["threads"] = tf.config.threading.get_intra_op_parallelism_threads()
         return info
+
+    def numerics(self) -> dict:
+        return numerics(self.device)
 
     def peak_device_memory(self) -> int | None:
         if self.device != "gpu":

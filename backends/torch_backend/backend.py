@@ -18,6 +18,7 @@ from torch import nn
 
 from mnist_bench.common import weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.common.model import NUM_CLASSES, POOLED_SIZE
 
 
 class UniformDropout(nn.Dropout):
@@ -39,8 +40,8 @@ class Net(nn.Module):
         self.conv2 = nn.Conv2d(conv1, conv2, 3, 1)
         self.dropout1 = dropout(dropout1)
         self.dropout2 = dropout(dropout2)
-        self.fc1 = nn.Linear(weights.POOLED_SIZE * weights.POOLED_SIZE * conv2, hidden)
-        self.fc2 = nn.Linear(hidden, weights.NUM_CLASSES)
+        self.fc1 = nn.Linear(POOLED_SIZE * POOLED_SIZE * conv2, hidden)
+        self.fc2 = nn.Linear(hidden, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.conv1(x))
@@ -96,6 +97,15 @@ def to_canonical(tensors: dict[str, torch.Tensor], recipe) -> weights.Weights:
         "dense2/kernel": np.ascontiguousarray(t["fc2.weight"].T),
         "dense2/bias": t["fc2.bias"],
     }
+
+
+def numerics(device: torch.device) -> dict:
+    """PyTorch's float32 settings as they stand: TF32 matters on CUDA only (cuBLAS and cuDNN)."""
+    cuda = device.type == "cuda"
+    matmul_tf32, conv_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    return {"dtype": "float32", "tf32": cuda and bool(matmul_tf32 or conv_tf32),
+            "matmul_precision": torch.get_float32_matmul_precision(),
+            "allow_tf32": {"cuda_matmul": bool(matmul_tf32), "cudnn": bool(conv_tf32)} if cuda else None}
 
 
 def images(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -180,6 +190,9 @@ class TorchBackend(Backend):
         if self._device.type == "cuda":
             return {"kind": "gpu", "name": torch.cuda.get_device_name(self._device), "count": torch.cuda.device_count()}
         return {"kind": "cpu", "name": "cpu", "count": 1, "threads": torch.get_num_threads()}
+
+    def numerics(self) -> dict:
+        return numerics(self._device)
 
     def peak_device_memory(self) -> int | None:
         return int(torch.cuda.max_memory_allocated(self._device)) if self._device.type == "cuda" else None

@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from mnist_bench.backends.torch_backend.backend import Net, images, labels, state_dict, to_canonical
+from mnist_bench.backends.torch_backend.backend import Net, images, labels, numerics, state_dict, to_canonical
 from mnist_bench.common import parallel, weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
 
@@ -142,6 +142,9 @@ class TorchDDPBackend(Backend):
         else:
             info.update(name="cpu", threads_per_process=torch.get_num_threads())
         return info
+
+    def numerics(self) -> dict:
+        return numerics(self._device)
 
     def peak_device_memory(self) -> int | None:
         return int(torch.cuda.max_memory_allocated(self._device)) if self._device.type == "cuda" else None

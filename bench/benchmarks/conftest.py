@@ -77,7 +77,7 @@ def _settings(config) -> suite.Settings:
 
 
 def pytest_configure(config):
-    from mnist_bench.bench.run.worker import configure_process
+    from mnist_bench.bench.run.process_setup import configure_process
 
     settings = _settings(config)
     config.stash[SETTINGS] = settings
@@ -169,13 +169,13 @@ def arrays(settings):
 @pytest.fixture(scope="session")
 def cpu_peak(request, settings) -> dict | None:
     """NumPy's fp32 matmul peak with this run's threads: from the driver's file, else measured now."""
-    from mnist_bench.common import peak
+    from mnist_bench.bench.run import peak_probe
 
     result = None
     if settings.peak_file:
         result = json.loads(Path(settings.peak_file).read_text(encoding="utf-8"))
     elif settings.peak_probe:
-        result = peak.measure_subprocess(settings.threads)
+        result = peak_probe.measure(settings.threads)
     request.config.stash[PEAKS]["cpu"] = result
     return result
 
@@ -201,14 +201,14 @@ def framework_peaks(request, settings, backend_cls) -> dict:
 @pytest.fixture(scope="session")
 def backends(settings, backend_cls):
     """One backend per (mode, batch size), built once and shared by its train and eval benchmarks."""
-    from mnist_bench.bench.run.worker import resolve_device
+    from mnist_bench.bench.run.process_setup import resolve_device
 
     built = {}
 
     def get(mode: str, batch_size: int):
         if (mode, batch_size) not in built:
             recipe = suite.recipe_for(batch_size)
-            device = resolve_device(backend_cls, recipe, {"device": settings.device, "mode": mode})
+            device = resolve_device(backend_cls, recipe, settings.device, mode)
             reason = suite.known_broken(settings.backend, mode, device)
             if reason and not settings.allow_known_broken:
                 built[(mode, batch_size)] = (None, device, reason)

@@ -26,7 +26,6 @@ pytest process group is killed with it).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import itertools
 import json
@@ -37,11 +36,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from mnist_bench.bench import options
 from mnist_bench.bench.benchmarks import suite, summary
-from mnist_bench.bench.run.harness import child_env
+from mnist_bench.bench.run import peak_probe, process
 from mnist_bench.common import contention, registry
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 SUITE_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = REPO_ROOT / "results" / "benchmarks"
@@ -53,10 +53,9 @@ QUICK = {"rounds": 2, "warmup_rounds": 1, "batch_sizes": "64", "chunk_steps": 2}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.benchmarks", description=__doc__.splitlines()[0],
                                      epilog="Arguments after -- go to every pytest process.")
-    parser.add_argument("--backends", default=",".join(registry.names()),
-                        help=f"comma-separated (default: {','.join(registry.names())})")
-    parser.add_argument("--modes", default="all", help="'all' (default), 'default' or comma-separated mode names")
-    parser.add_argument("--device", default="cpu", choices=registry.DEVICES, help="device kind (default cpu)")
+    options.add_backends(parser)
+    options.add_modes(parser, "all")
+    options.add_device(parser, "cpu")
     parser.add_argument("--batch-sizes", help="comma-separated (default 64,512)")
     parser.add_argument("--rounds", type=int, help=f"timed rounds per benchmark (default {suite.DEFAULT_ROUNDS})")
     parser.add_argument("--warmup-rounds", type=int,
@@ -66,9 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run for CI: 2 rounds after 1 warm-up, batch 64, 2 steps per round "
                              "(explicit options still win)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="CPU threads for every framework and for the peak probe (default: all usable CPUs)")
-    parser.add_argument("--data-dir", help="dataset root holding mnist/ (else $MNIST_BENCH_DATA or the cache)")
+    options.add_threads(parser, help="CPU threads for every framework and for the peak probe (default: all usable CPUs)")
+    options.add_data_dir(parser)
     parser.add_argument("--out", type=Path, help=f"output directory (default: {DEFAULT_OUT.relative_to(REPO_ROOT)}"
                                                  "/<UTC time>)")
     parser.add_argument("--no-peak-probe", action="store_true", help="skip the matmul peak probes")
@@ -174,17 +172,8 @@ def regressions(log_text: str) -> str:
 def _run_pytest(cmd: list[str], log, timeout: float) -> int | None:
     """pytest's exit code, or None on timeout. Its whole process group dies with the driver:
     an interrupted driver must not leave a benchmark running that would load the machine."""
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    proc = process.start(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return process.wait(proc, timeout)
 
 
 def plan(backends: list[str], passes: int) -> list[tuple[int, str]]:
@@ -238,19 +227,17 @@ def _run_backend(backend: str, number: int, args, resolved: dict, out: Path, pea
 
 
 def run(args, extra: list[str]) -> int:
-    from mnist_bench.common import peak
-
     resolved = _resolved(args)
     modes = _check(args, resolved)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` ends the running backend too, like Ctrl-C
     out = args.out or DEFAULT_OUT / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     out.mkdir(parents=True, exist_ok=True)
     print(f"benchmark results: {out}")
-    cpus = contention.pinned_cpus(args.threads)  # what every pytest process pins to (mnist_bench.bench.run.worker.configure_process)
+    cpus = contention.pinned_cpus(args.threads)  # what every pytest process pins to (mnist_bench.bench.run.process_setup.configure_process)
     peak_file = None
     if not args.no_peak_probe:
         peak_wait = check_machine(args, cpus, "peak probe")  # a busy machine would lower the peak too
-        result = {**peak.measure_subprocess(args.threads), "quiet_wait": peak_wait}
+        result = {**peak_probe.measure(args.threads), "quiet_wait": peak_wait}
         peak_file = out / summary.PEAK_FILE
         peak_file.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(f"fp32 matmul peak (NumPy, {args.threads} threads): {result['gflops']:,.1f} GFLOP/s")

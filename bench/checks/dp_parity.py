@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_bench.bench.checks.parity import Tolerance
+from mnist_bench.bench.checks.probe import first_batches, initial_weights, parity_recipe
 
 STEPS = 25
 
@@ -43,22 +44,15 @@ TOLERANCES: dict[str, Tolerance] = {
 
 def make_inputs(data_dir: str | None, path: Path, seed: int = 0, steps: int = STEPS) -> Path:
     """Canonical initial weights and the first ``steps`` batches of epoch 0, in the pipeline's order."""
-    from mnist_bench.bench.checks.parity import parity_recipe
-    from mnist_bench.common import datasets, pipeline, weights
-
     recipe = parity_recipe()
-    arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe.replace(test_limit=1))
-    batches = pipeline.train_batches(arrays, recipe, seed, epoch=0)
-    xs, ys = zip(*(next(batches) for _ in range(steps)))
-    init = {f"w/{k}": v for k, v in weights.init(recipe, seed).items()}
-    np.savez(path, x=np.stack(xs), y=np.stack(ys), **init)
+    _, xs, ys = first_batches(data_dir, recipe, steps, seed, test_set=False)
+    np.savez(path, x=xs, y=ys, **initial_weights(recipe, seed))
     return path
 
 
 def probe(backend_name: str, topology, inputs: Path, out: Path, device: str, threads: int, steps: int = 0) -> None:
     """Inside the backend's process: first-batch loss and gradients, then the trajectory (the first ``steps``)."""
     from mnist_bench.bench.run import launch
-    from mnist_bench.bench.checks.parity import parity_recipe
     from mnist_bench.common.registry import default_mode, load_backend
 
     data = np.load(inputs, allow_pickle=False)
@@ -76,7 +70,7 @@ def probe(backend_name: str, topology, inputs: Path, out: Path, device: str, thr
                  **{f"g/{k}": v for k, v in grads.items()}, **{f"final/{k}": v for k, v in final.items()})
 
 
-def compare(reference: dict, other: dict) -> dict[str, float]:
+def differences(reference: dict, other: dict) -> dict[str, float]:
     """The measured difference for every check in :data:`TOLERANCES`."""
     grads = [k for k in reference if k.startswith("g/")]
     finals = [k for k in reference if k.startswith("final/")]
@@ -90,6 +84,8 @@ def compare(reference: dict, other: dict) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mnist_bench.bench import options
+
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.checks.dp_parity")
     parser.add_argument("backend")
     parser.add_argument("inputs", type=Path)
@@ -98,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=1)
     parser.add_argument("--host-rank", type=int, default=0)
     parser.add_argument("--coordinator")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
+    options.add_threads(parser, default=2)
+    options.add_device(parser, "cpu", auto=False)
     parser.add_argument("--steps", type=int, default=0, help="train on the first STEPS batches only (default all)")
     args = parser.parse_args(argv)
     from mnist_bench.bench.run import launch
-    from mnist_bench.bench.run.worker import configure_process
+    from mnist_bench.bench.run.process_setup import configure_process
     from mnist_bench.common import parallel
 
     topology = parallel.Topology(args.devices, args.hosts, args.host_rank, args.coordinator)

@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mnist_bench.bench.checks.probe import first_batches, initial_weights, parity_recipe
+
 TRAJECTORY_STEPS = 60
 FORWARD_IMAGES = 256
+# One process probes every mode of a backend; on the 2-core CPU machines the slowest (all of
+# TensorFlow's modes) takes about two minutes, so this only stops a hung probe.
+PROBE_TIMEOUT_S = 1800
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ TOLERANCES: dict[str, Tolerance] = {
 
 
 @dataclass(frozen=True)
-class Config:
+class ProbeConfig:
     backend: str
     mode: str
 
@@ -66,23 +70,12 @@ class Config:
         return f"{self.backend}-{self.mode}"
 
 
-def parity_recipe():
-    from mnist_bench.common.recipe import Recipe
-
-    return Recipe(dropout1=0.0, dropout2=0.0)
-
-
 def make_inputs(data_dir: str | None, path: Path, seed: int = 0) -> Path:
     """The shared inputs every probe reads: weights, batches and the test set."""
-    from mnist_bench.common import datasets, pipeline, weights
-
     recipe = parity_recipe()
-    arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe)
-    batches = pipeline.train_batches(arrays, recipe, seed, epoch=0)
-    xs, ys = zip(*(next(batches) for _ in range(TRAJECTORY_STEPS)))
-    init = {f"w/{k}": v for k, v in weights.init(recipe, seed).items()}
-    np.savez(path, forward_x=arrays.test_x[:FORWARD_IMAGES], traj_x=np.stack(xs), traj_y=np.stack(ys),
-             test_x=arrays.test_x, test_y=arrays.test_y, **init)
+    arrays, xs, ys = first_batches(data_dir, recipe, TRAJECTORY_STEPS, seed)
+    np.savez(path, forward_x=arrays.test_x[:FORWARD_IMAGES], traj_x=xs, traj_y=ys,
+             test_x=arrays.test_x, test_y=arrays.test_y, **initial_weights(recipe, seed))
     return path
 
 
@@ -90,7 +83,7 @@ def _weights(npz, prefix: str) -> dict[str, np.ndarray]:
     return {k[len(prefix):]: npz[k] for k in npz.files if k.startswith(prefix)}
 
 
-def probe(config: Config, inputs: Path, out: Path, device: str = "cpu") -> None:
+def probe(config: ProbeConfig, inputs: Path, out: Path, device: str = "cpu") -> None:
     """Phase 1, inside the backend's process: forward, gradients, trajectory."""
     from mnist_bench.common.registry import load_backend
 
@@ -110,7 +103,7 @@ def probe(config: Config, inputs: Path, out: Path, device: str = "cpu") -> None:
              **{f"g/{k}": v for k, v in grads.items()}, **{f"final/{k}": v for k, v in final.items()})
 
 
-def evaluate_weights(config: Config, inputs: Path, weight_files: list[Path], out: Path, device: str = "cpu") -> None:
+def evaluate_weights(config: ProbeConfig, inputs: Path, weight_files: list[Path], out: Path, device: str = "cpu") -> None:
     """Phase 2: load other backends' trained weights, predict the test set."""
     from mnist_bench.common.registry import load_backend
 
@@ -124,16 +117,19 @@ def evaluate_weights(config: Config, inputs: Path, weight_files: list[Path], out
 
 
 def _run_in_process(args: list[str], threads: int, device: str) -> None:
-    from mnist_bench.bench.run.harness import child_env
+    from mnist_bench.bench.run import process
 
-    env = child_env()
-    proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.checks.parity", *args, "--threads", str(threads), "--device", device],
-                          env=env, capture_output=True, text=True)
+    argv = process.python("-m", "mnist_bench.bench.checks.parity", *args, "--threads", str(threads), "--device", device)
+    try:
+        proc = process.run(argv, PROBE_TIMEOUT_S)
+    except process.ChildTimeout as exc:
+        raise RuntimeError(f"parity probe {' '.join(args[:2])} gave no result within {PROBE_TIMEOUT_S} s:\n"
+                           f"{exc.output[-4000:]}") from None
     if proc.returncode != 0:
         raise RuntimeError(f"parity probe {' '.join(args[:2])} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
-def run_probes(configs: list[Config], data_dir: str | None, work: Path, threads: int = 2,
+def run_probes(configs: list[ProbeConfig], data_dir: str | None, work: Path, threads: int = 2,
                device: str = "cpu") -> dict[str, dict]:
     """Run both phases, one process per backend; return each config's arrays by label.
 
@@ -144,7 +140,7 @@ def run_probes(configs: list[Config], data_dir: str | None, work: Path, threads:
     inputs = make_inputs(data_dir, work / "inputs.npz")
     from mnist_bench.common.registry import default_mode
 
-    by_backend: dict[str, list[Config]] = {}
+    by_backend: dict[str, list[ProbeConfig]] = {}
     for c in configs:
         by_backend.setdefault(c.backend, []).append(c)
     for backend, group in by_backend.items():
@@ -174,7 +170,7 @@ def _max_abs(a: dict, b: dict, prefix: str) -> float:
     return max(float(np.max(np.abs(a[k] - b[k]))) for k in a if k.startswith(prefix))
 
 
-def compare(results: dict[str, dict]) -> list[dict]:
+def differences(results: dict[str, dict]) -> list[dict]:
     """Every check for every pair of configs, with its measured difference and tolerance."""
     test_y = results["_inputs"]["test_y"]
     labels = [k for k in results if not k.startswith("_")]
@@ -202,6 +198,8 @@ def compare(results: dict[str, dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mnist_bench.bench import options
+
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.checks.parity")
     parser.add_argument("phase", choices=("probe", "evaluate"))
     parser.add_argument("backend")
@@ -209,18 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", type=Path)
     parser.add_argument("work", type=Path, help="folder for the outputs")
     parser.add_argument("weights", nargs="*", type=Path)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
+    options.add_threads(parser, default=2)
+    options.add_device(parser, "cpu", auto=False)
     args = parser.parse_args(argv)
-    from mnist_bench.bench.run.worker import configure_process
+    from mnist_bench.bench.run.process_setup import configure_process
 
     configure_process(args.threads, args.device)
     if args.phase == "probe":
         for mode in args.modes.split(","):
-            config = Config(args.backend, mode)
+            config = ProbeConfig(args.backend, mode)
             probe(config, args.inputs, args.work / f"{config.label}.npz", args.device)
     else:
-        config = Config(args.backend, args.modes)
+        config = ProbeConfig(args.backend, args.modes)
         evaluate_weights(config, args.inputs, args.weights, args.work / f"{config.label}.eval.npz", args.device)
     return 0
 

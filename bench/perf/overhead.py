@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from mnist_bench.bench import options
+from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
 SIDE_TIMEOUT_S = 1800
 
 
@@ -58,12 +58,11 @@ def plain_side(backend: str, mode: str, args) -> dict:
 
 
 def _run(argv: list[str], what: str) -> str:
-    from mnist_bench.bench.run.harness import child_env
+    from mnist_bench.bench.run import process
 
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=SIDE_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+        done = process.run(argv, SIDE_TIMEOUT_S)
+    except process.ChildTimeout:
         raise SideFailed(f"{what}: no result within {SIDE_TIMEOUT_S} s") from None
     if done.returncode != 0:
         raise SideFailed(f"{what} exited {done.returncode}:\n{done.stderr[-2000:]}")
@@ -105,13 +104,13 @@ def measure(pairs: list[tuple[str, str]], args, say=print) -> list[dict]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.perf.overhead", description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="torch,tensorflow,jax")
-    parser.add_argument("--modes", default="default", help="comma-separated: 'default', 'tuned' or a mode name")
+    options.add_backends(parser, "torch,tensorflow,jax")
+    options.add_modes(parser, "default", help="comma-separated: 'default', 'tuned' or a mode name")
     parser.add_argument("--steps", type=int, default=400, help="training steps per side and round (default 400)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--chunk-steps", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--data-dir")
+    options.add_threads(parser)
+    options.add_data_dir(parser)
     parser.add_argument("--require-quiet", action=argparse.BooleanOptionalAction, default=True,
                         help="wait for a quiet machine before every pair (default on)")
     parser.add_argument("--quiet-wait", type=float, default=120.0, help="the longest wait, in seconds (default 120)")

@@ -67,7 +67,7 @@ def plain_loop(name: str, mode: str):
 
 def measure(backend: str, mode: str, steps: int, chunk_steps: int, threads: int, data_dir: str | None) -> dict:
     """Train ``steps`` steps of the plain loop; time it as the harness times a run."""
-    from mnist_bench.bench.run.worker import configure_process
+    from mnist_bench.bench.run.process_setup import configure_process
 
     configure_process(threads, "cpu")  # the same pinning and thread counts as a worker, before any framework
     from mnist_bench.bench.run.training import _chunk_sizes

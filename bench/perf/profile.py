@@ -18,22 +18,18 @@ The profiler costs time itself: read the shares, not the absolute milliseconds.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-import numpy as np
-
+from mnist_bench.bench import options
 from mnist_bench.common import registry
 
 
 def _batches(steps: int, data_dir: str | None):
-    from mnist_bench.common import datasets, pipeline
+    from mnist_bench.bench.checks.probe import first_batches
     from mnist_bench.common.recipe import Recipe
 
     recipe = Recipe()
-    arrays = pipeline.prepare(datasets.load("mnist", data_dir), recipe)
-    batches = pipeline.train_batches(arrays, recipe, seed=0, epoch=0)
-    xs, ys = map(np.stack, zip(*(next(batches) for _ in range(steps))))
+    _, xs, ys = first_batches(data_dir, recipe, steps, test_set=False)
     return recipe, xs, ys
 
 
@@ -43,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="compiled")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--top", type=int, default=12)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--data-dir")
+    options.add_threads(parser)
+    options.add_data_dir(parser)
     args = parser.parse_args(argv)
-    from mnist_bench.bench.run.worker import configure_process
+    from mnist_bench.bench.run.process_setup import configure_process
 
     try:
         profiler = registry.spec(args.backend).load("profiler")

@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from mnist_bench.bench.run.worker import PROGRESS_PREFIX, now
+from mnist_bench.bench.run import process, record
+from mnist_bench.bench.run.record import now
+from mnist_bench.bench.run.worker import PROGRESS_PREFIX
 from mnist_bench.common import contention, machine, records
 from mnist_bench.common.recipe import Recipe
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_TAIL_CHARS = 4000
 
 
@@ -107,58 +107,16 @@ def locked(run_dir: Path) -> Iterator[None]:
             fh.truncate()
 
 
-def child_env() -> dict[str, str]:
-    """This environment, with the repo importable: how every helper process is started."""
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path}
-
-
 def record_path(run_dir: Path, spec: RunSpec) -> Path:
     return run_dir / f"{spec.run_id}{records.RECORD_SUFFIX}"
 
 
 def existing_ok(path: Path) -> dict | None:
     try:
-        record = records.read(path)
+        found = records.read(path)
     except records.RecordError:
         return None
-    return record if record["status"] == "ok" else None
-
-
-def mnist_bench_info() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ver = version("mnist-bench")
-    except PackageNotFoundError:
-        ver = "0+unknown"
-    return {"version": ver, "git": machine.git_commit(REPO_ROOT)}
-
-
-def harness_record(spec: RunSpec, config: SweepConfig, status: str, error: dict, started_at: str,
-                   info: dict, machine_info: dict, quiet_wait: dict | None = None) -> dict:
-    """The record the harness writes when the worker could not write its own."""
-    return {
-        "schema_version": records.SCHEMA_VERSION,
-        "run_id": spec.run_id,
-        "status": status,
-        "error": error,
-        "backend": spec.backend,
-        "mode": spec.mode,
-        "device": spec.device,
-        "devices": spec.devices * spec.hosts,
-        "hosts": spec.hosts,
-        "seed": spec.seed,
-        "recipe": config.recipe.to_dict(),
-        "command": config.command,
-        "started_at": started_at,
-        "finished_at": now(),
-        "machine": machine_info,
-        "mnist_bench": info,
-        "threads": {"requested": config.threads},
-        "contention": {"version": contention.VERSION, "cpus": contention.pinned_cpus(config.threads),
-                       "threshold": contention.CONTENDED_SHARE, "quiet_wait": quiet_wait},
-    }
+    return found if found["status"] == "ok" else None
 
 
 def _tail(path: Path) -> str:
@@ -169,12 +127,6 @@ def _tail(path: Path) -> str:
             return fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def _describe_exit(code: int) -> str:
@@ -208,14 +160,14 @@ def measure_peak(config: SweepConfig) -> dict | None:
     """
     if not config.peak_probe:
         return None
-    from mnist_bench.common import peak
+    from mnist_bench.bench.run import peak_probe
 
     waited = None
     if config.require_quiet:  # a busy machine lowers the peak, and so inflates every run's fraction of it
         waited = contention.wait_for_quiet(contention.pinned_cpus(config.threads), config.quiet_wait_s)
     try:
-        return {**peak.measure_subprocess(config.threads), "quiet_wait": waited}
-    except peak.PeakProbeError as exc:
+        return {**peak_probe.measure(config.threads), "quiet_wait": waited}
+    except peak_probe.PeakProbeError as exc:
         return {"gflops": None, "error": str(exc), "quiet_wait": waited}
 
 
@@ -232,33 +184,19 @@ def wait_for_quiet(spec: RunSpec, config: SweepConfig, display: Display) -> dict
     return seen
 
 
-def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict,
-            matmul_peak: dict | None = None) -> dict:
-    run_dir = config.run_dir
-    path = record_path(run_dir, spec)
-    path.unlink(missing_ok=True)  # a record present after the run is this run's
-    try:
-        quiet_wait = wait_for_quiet(spec, config, display)
-    except KeyboardInterrupt:
-        record = harness_record(spec, config, "interrupted", {
-            "type": "KeyboardInterrupt", "message": "interrupted while waiting for a quiet machine; --resume runs it"},
-            now(), info, machine_info)
-        records.write_atomic(path, record)
-        display.finish(spec, record)
-        raise
-    started_at = now()
-    if quiet_wait is not None and not quiet_wait["quiet"] and config.if_busy == "stop":
-        record = harness_record(spec, config, "interrupted", {
-            "type": "MachineBusy",
-            "message": f"not started: other processes used {quiet_wait['other_share']:.0%} of its CPUs after "
-                       f"waiting {quiet_wait['waited_s']:g} s (--if-busy stop); --resume runs it later"},
-            started_at, info, machine_info, quiet_wait)
-        records.write_atomic(path, record)
-        display.finish(spec, record)
-        raise MachineBusy(record["error"]["message"])
-    request_path = run_dir / f"{spec.run_id}.request.json"
-    log_path = run_dir / f"{spec.run_id}.log"
-    request = {
+def _conclude(path: Path, spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict,
+              status: str, error: dict, started_at: str, quiet_wait: dict | None = None) -> dict:
+    """Write the harness's record for a run the worker could not record, and show it."""
+    written = record.for_harness(spec, config, status, error, started_at, info, machine_info, quiet_wait)
+    records.write_atomic(path, written)
+    display.finish(spec, written)
+    return written
+
+
+def _request(spec: RunSpec, config: SweepConfig, path: Path, info: dict, matmul_peak: dict | None,
+             quiet_wait: dict | None) -> dict:
+    """What the worker is told: the run, the recipe, where its record goes."""
+    return {
         **asdict(spec),
         "run_id": spec.run_id,
         "recipe": config.recipe.to_dict(),
@@ -276,57 +214,84 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
         "quiet_wait": quiet_wait,
         "harness_pid": os.getpid(),
     }
+
+
+def _run_worker(spec: RunSpec, config: SweepConfig, request: dict, log_path: Path, display: Display) -> int | None:
+    """Run the worker on ``request``; its exit code, or None when it timed out (its process group is killed).
+
+    Interrupted (Ctrl-C, SIGTERM), the worker's group is killed and KeyboardInterrupt goes on.
+    """
+    request_path = config.run_dir / f"{spec.run_id}.request.json"
     records.write_atomic(request_path, request)
-    env = {**child_env(), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mnist_bench.bench.run.worker", str(request_path)],
-            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
+        proc = process.start(
+            process.python("-m", "mnist_bench.bench.run.worker", str(request_path)),
+            env=process.child_env({"PYTHONUNBUFFERED": "1"}), stdout=subprocess.PIPE, stderr=log, text=True,
             encoding="utf-8", errors="replace",  # native code may print anything; the pump must not die on it
-            start_new_session=True,  # its own process group: a kill reaches its children too
         )
         pump = threading.Thread(target=_pump, args=(proc, log, spec, display), daemon=True)
         pump.start()
-        status, error = None, None
         try:
-            proc.wait(timeout=config.timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            status, error = "timeout", {"type": "Timeout", "message": f"run exceeded its timeout of {config.timeout_s:g} s and was killed"}
-        except KeyboardInterrupt:
-            _kill_group(proc)
-            status, error = "interrupted", {"type": "KeyboardInterrupt", "message": "interrupted by the user (Ctrl-C); --resume re-runs it"}
+            return process.wait(proc, config.timeout_s)
+        finally:
             pump.join(timeout=5)
-            record = harness_record(spec, config, status, {**error, "tail": _tail(log_path)}, started_at, info,
-                                    machine_info, quiet_wait)
-            records.write_atomic(path, record)
-            display.finish(spec, record)
-            raise
-        pump.join(timeout=5)
-    if status is None:
-        written, invalid = None, None
-        if path.exists():
-            try:
-                written = records.read(path)
-            except records.RecordError as exc:
-                invalid = str(exc)
+
+
+def _written_record(path: Path) -> tuple[dict | None, str | None]:
+    """(the worker's record, None), or (None, why it is unusable), or (None, None) when there is none."""
+    if not path.exists():
+        return None, None
+    try:
+        return records.read(path), None
+    except records.RecordError as exc:
+        return None, str(exc)
+
+
+def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict,
+            matmul_peak: dict | None = None) -> dict:
+    path = record_path(config.run_dir, spec)
+    path.unlink(missing_ok=True)  # a record present after the run is this run's
+    conclude = functools.partial(_conclude, path, spec, config, display, info, machine_info)
+    try:
+        quiet_wait = wait_for_quiet(spec, config, display)
+    except KeyboardInterrupt:
+        conclude("interrupted", {"type": "KeyboardInterrupt",
+                                 "message": "interrupted while waiting for a quiet machine; --resume runs it"}, now())
+        raise
+    started_at = now()
+    if quiet_wait is not None and not quiet_wait["quiet"] and config.if_busy == "stop":
+        written = conclude("interrupted", {
+            "type": "MachineBusy",
+            "message": f"not started: other processes used {quiet_wait['other_share']:.0%} of its CPUs after "
+                       f"waiting {quiet_wait['waited_s']:g} s (--if-busy stop); --resume runs it later"},
+            started_at, quiet_wait)
+        raise MachineBusy(written["error"]["message"])
+    log_path = config.run_dir / f"{spec.run_id}.log"
+    try:
+        code = _run_worker(spec, config, _request(spec, config, path, info, matmul_peak, quiet_wait), log_path, display)
+    except KeyboardInterrupt:
+        conclude("interrupted", {"type": "KeyboardInterrupt", "tail": _tail(log_path),
+                                 "message": "interrupted by the user (Ctrl-C); --resume re-runs it"},
+                 started_at, quiet_wait)
+        raise
+    if code is None:
+        status, error = "timeout", {"type": "Timeout",
+                                    "message": f"run exceeded its timeout of {config.timeout_s:g} s and was killed"}
+    else:
+        written, invalid = _written_record(path)
         if written is not None:
             display.finish(spec, written)
             return written
-        message = _describe_exit(proc.returncode) if invalid is None else (
-            f"worker exited with code {proc.returncode} and left an invalid record: {invalid}")
+        message = _describe_exit(code) if invalid is None else (
+            f"worker exited with code {code} and left an invalid record: {invalid}")
         status, error = "failed", {"type": "WorkerDied" if invalid is None else "InvalidRecord",
-                                   "message": message, "exit_code": proc.returncode}
-    error["tail"] = _tail(log_path)
-    record = harness_record(spec, config, status, error, started_at, info, machine_info, quiet_wait)
-    records.write_atomic(path, record)
-    display.finish(spec, record)
-    return record
+                                   "message": message, "exit_code": code}
+    return conclude(status, {**error, "tail": _tail(log_path)}, started_at, quiet_wait)
 
 
 def run_sweep(config: SweepConfig, display: Display) -> list[dict]:
     """Run every spec (skipping finished ones with ``resume``); return all records."""
-    info = mnist_bench_info()
+    info = record.mnist_bench_info()
     machine_info = machine.describe()
     results: list[dict] = []
     with locked(config.run_dir):

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from typing import Callable
 
+from mnist_bench.bench.run import process
 from mnist_bench.common import parallel, registry
 
 
@@ -63,7 +63,7 @@ def start_local_ranks(backend: str, topology: parallel.Topology, argv: list[str]
     for rank in range(1, topology.devices):
         env = {**os.environ, **parallel.rank_env(topology, rank, master)}
         # Same stdout/stderr as rank 0 (the run's log); their progress lines are silenced.
-        children.append(subprocess.Popen([sys.executable, *argv], env=env, stdin=subprocess.DEVNULL))
+        children.append(process.start(process.python(*argv), env=env, own_group=False))
     return children
 
 

@@ -1,0 +1,79 @@
+"""Command-line options shared by ``mnist-bench`` and the tools: what each means is written once.
+
+``--backends``, ``--modes``, ``--device``, ``--threads`` and ``--data-dir`` read the
+same way in ``mnist-bench run`` and ``parity``, the benchmark driver and the perf
+tools; each ``add_*`` takes the caller's default (and help, where it says more).
+The ``argparse`` types here reject bad values with a message naming them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from mnist_bench.common import registry
+
+
+def csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
+    return value
+
+
+def all_cpus() -> int:
+    """The CPUs this process may use: the default thread count everywhere."""
+    return len(os.sched_getaffinity(0))
+
+
+def add_backends(parser, default: str | None = None, help: str | None = None) -> None:
+    names = ",".join(registry.names())
+    parser.add_argument("--backends", default=default or names,
+                        help=help or f"comma-separated, from {', '.join(registry.names())} (default: {default or names})")
+
+
+def add_modes(parser, default: str, help: str | None = None) -> None:
+    parser.add_argument("--modes", default=default,
+                        help=help or f"'all', 'default' (each backend's recommended mode) or comma-separated mode "
+                                     f"names (default: {default})")
+
+
+def add_device(parser, default: str = "cpu", auto: bool = True, help: str | None = None) -> None:
+    """``--device``: a device kind; ``auto`` (gpu, then tpu, then cpu) only where ``auto`` is offered."""
+    choices = registry.DEVICES if auto else tuple(d for d in registry.DEVICES if d != "auto")
+    parser.add_argument("--device", default=default, choices=choices, help=help or f"device kind (default {default})")
+
+
+def add_threads(parser, default: int | None = None, help: str | None = None, **kwargs) -> None:
+    parser.add_argument("--threads", type=positive_int, default=all_cpus() if default is None else default,
+                        help=help or "CPU threads for every framework (default: all CPUs this process may use)",
+                        **kwargs)
+
+
+def add_data_dir(parser, help: str | None = None) -> None:
+    parser.add_argument("--data-dir", help=help or "dataset root holding mnist/ (else $MNIST_BENCH_DATA, else the "
+                                                   "per-user cache, downloading if needed)")
