@@ -300,21 +300,21 @@ def cmd_parity(args) -> int:
     from mnist_bench.common.records import write_atomic
 
     args.seeds, args.first_seed, args.allow_known_broken = 1, 0, True
-    configs = list(dict.fromkeys(parity.ProbeConfig(s.backend, s.mode) for s in plan(args)))
+    configs = parity.with_oracle(list(dict.fromkeys(parity.ProbeConfig(s.backend, s.mode) for s in plan(args))))
     results = parity.run_probes(configs, args.data_dir, args.out / "parity-work", args.threads, args.device)
-    checks = parity.differences(results)
+    checks = parity.differences(results, parity.pairs_of(configs))
     write_atomic(args.out / "parity.json", {"kind": "parity", "device": args.device, "checks": checks,
-                                            "tolerances": {k: vars(t) for k, t in parity.TOLERANCES.items()}})
+                                            "tolerances": {k: vars(t) for k, t in parity.TOLERANCES.items()},
+                                            "oracle": parity.oracle.describe()})
+    print(parity.oracle.error_table(checks))
     known = {f"{b}-{m}": why for (b, m, d), why in registry.all_known_broken().items() if d == args.device}
     failed = [c for c in checks if not c["passed"]]
     unexpected = [c for c in failed if c["a"] not in known and c["b"] not in known]
     for c in failed:
-        tag = "FAIL" if c in unexpected else "known-broken"
-        print(f"{tag} {c['check']} {c['a']} vs {c['b']}: {c['max_abs_diff']:.3e} > {c['tolerance']:.1e}")
+        print(("FAIL " if c in unexpected else "known-broken ") + parity.failure_message(c))
     print(f"{len(checks) - len(failed)} passed, {len(unexpected)} failed, {len(failed) - len(unexpected)} known-broken; "
           f"written to {args.out / 'parity.json'}")
-    failed = unexpected
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if unexpected else EXIT_OK
 
 
 def cmd_backends(args) -> int:

@@ -51,7 +51,8 @@ def all_cpus() -> int:
 
 
 def add_backends(parser, default: str | None = None, help: str | None = None) -> None:
-    names = ",".join(registry.names())
+    # By default the built-in implementations without the (slow) oracle; plug-ins run when named.
+    names = ",".join(registry.default_names())
     parser.add_argument("--backends", default=default or names,
                         help=help or f"comma-separated, from {', '.join(registry.names())} (default: {default or names})")
 

@@ -21,7 +21,7 @@ THIS_DISTRIBUTION = "mnist-bench"
 DEVICES = (*SPEC_DEVICES, "auto")
 
 __all__ = ["GROUP", "DEVICES", "ImplementationSpec", "NotOffered", "SpecError", "UnknownBackend", "UnknownMode",
-           "BackendNotInstalled", "specs", "problems", "names", "default_names", "spec", "modes", "default_mode",
+           "BackendNotInstalled", "specs", "problems", "names", "built_in_names", "default_names", "spec", "modes", "default_mode",
            "all_mode_names", "select_modes", "known_broken", "all_known_broken", "missing_packages", "is_available",
            "not_installed_message", "load_backend"]
 
@@ -80,6 +80,11 @@ def distribution(name: str) -> str:
 
 def names() -> list[str]:
     return list(specs())
+
+
+def built_in_names() -> list[str]:
+    """The implementations this distribution ships (the oracle included), without plug-ins."""
+    return [n for n, (_, dist) in _discover()[0].items() if dist == THIS_DISTRIBUTION]
 
 
 def default_names() -> list[str]:

@@ -1,24 +1,31 @@
-"""Numerical parity: every backend and mode is the same model (see bench/checks/parity.py).
+"""Numerical parity: every built-in implementation and mode is the same model (see bench/checks/parity.py).
 
-Every pair of (backend, mode) is checked; each backend's probes run in their own
-process. Tolerances and the measurements behind them live in
-``mnist_bench.bench.checks.parity.TOLERANCES``. Modes listed in a spec's ``known_broken`` are
-expected to fail the checks that exercise training, strictly: if a framework
-release fixes the bug, these tests fail and tell us to drop the entry.
+Every probe is checked against the float64 NumPy oracle (bench/checks/oracle.py: the
+``torch._dynamo`` rule, error <= multiple x the float32 reference's error + floor), each mode
+against its own implementation's default mode, and the defaults against each other
+(``parity.pairs_of`` says why this replaces all pairs). Each implementation's probes run in
+their own process. Modes listed in a spec's ``known_broken`` are expected to fail the checks
+that exercise training, strictly: if a framework release fixes the bug, these tests fail and
+tell us to drop the entry.
+
+Only the built-in implementations are probed here: plug-ins prove themselves with the same
+checks through the pytest plug-in (tests/test_plugins.py).
 """
 
 import itertools
 
 import pytest
 
-from mnist_bench.bench.checks import parity
+from mnist_bench.bench.checks import oracle, parity
 from mnist_bench.common import registry
 
-CONFIGS = [parity.ProbeConfig(b, m) for b in registry.names() for m in registry.modes(b)]
+BUILT_IN = registry.built_in_names()
+CONFIGS = parity.with_oracle([parity.ProbeConfig(b, m) for b in BUILT_IN for m in registry.modes(b)])
 LABELS = [c.label for c in CONFIGS]
-PAIRS = list(itertools.combinations(LABELS, 2))
-MOVERS = [f"{b}-{registry.default_mode(b)}" for b in registry.names()]
-TRAINING_CHECKS = ("gradients", "trajectory_loss", "trajectory_weights", "roundtrip_accuracy")
+PAIRS = parity.pairs_of(CONFIGS)
+MOVERS = [c.label for c in parity.movers_of(CONFIGS)]
+TRAINING_CHECKS = ("gradients", "trajectory_loss", "trajectory_weights", "roundtrip_accuracy",
+                   *(f"{name}_vs_float64" for name in ("gradients", "trajectory_loss", "trajectory_weights")))
 
 
 def _broken(*labels):
@@ -39,22 +46,26 @@ def _params(name, pairs):
 
 @pytest.fixture(scope="module")
 def checks(shared_data_dir, tmp_path_factory):
-    for name in registry.names():
+    for name in BUILT_IN:
         assert registry.is_available(name), registry.not_installed_message(name)
     results = parity.run_probes(CONFIGS, str(shared_data_dir), tmp_path_factory.mktemp("parity"))
-    return {(c["a"], c["b"], c["check"]): c for c in parity.differences(results)}
+    return {(c["a"], c["b"], c["check"]): c for c in parity.differences(results, PAIRS)}
 
 
 def _assert(check):
-    tol = parity.TOLERANCES[check["check"]]
-    assert check["passed"], (
-        f"{check['check']} {check['a']} vs {check['b']}: difference {check['max_abs_diff']:.3e} "
-        f"exceeds {check['tolerance']:.1e} ({tol.why}; measured at most {tol.measured:.1e} when set)"
-    )
+    assert check["passed"], parity.failure_message(check)
 
 
 PAIR_PARAMS = [p for name in ("forward_logits", "loss", "gradients", "trajectory_loss", "trajectory_weights")
                for p in _params(name, PAIRS)]
+ORACLE_PARAMS = [p for name in oracle.CHECKS
+                 for p in _params(f"{name}_vs_float64", [(label, oracle.ORACLE) for label in LABELS
+                                                           if label != oracle.ORACLE])]
+
+
+@pytest.mark.parametrize("name,a,b", ORACLE_PARAMS)
+def test_against_float64(checks, name, a, b):
+    _assert(checks[(a, b, name)])
 
 
 @pytest.mark.parametrize("name,a,b", PAIR_PARAMS)
@@ -74,4 +85,37 @@ def test_export_is_exact(checks, label):
 
 def test_every_check_was_made(checks):
     n, m = len(LABELS), len(MOVERS)
-    assert len(checks) == n + 5 * len(PAIRS) + m * (m - 1)
+    assert len(checks) == n + 5 * len(PAIRS) + m * (m - 1) + len(oracle.CHECKS) * (n - 1)
+
+
+def test_pairs_cover_every_mode_and_every_implementation():
+    # Each non-default mode is paired with its own default; every two implementations' defaults are paired.
+    defaults = {f"{b}-{registry.default_mode(b)}" for b in BUILT_IN}
+    for label in set(LABELS) - defaults - {oracle.REFERENCE}:
+        assert any(label in pair and (set(pair) - {label}) <= defaults for pair in PAIRS), label
+    cross = sorted(d for d in defaults if d != oracle.ORACLE)
+    assert {tuple(sorted(p)) for p in itertools.combinations(cross, 2)} <= {tuple(sorted(p)) for p in PAIRS}
+
+
+def test_the_oracle_rule_catches_a_lower_precision_and_a_wrong_model():
+    # The rule must fail a computation that is less exact than float32 allows, not only a wrong one.
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    exact = {"logits": rng.normal(size=(8, 10)), "loss": np.float64(2.3), "losses": rng.normal(size=60) + 2,
+             "g/w": rng.normal(size=(5, 5)), "final/w": rng.normal(size=(5, 5))}
+
+    def rounded(dtype):
+        return {k: np.asarray(v).astype(dtype).astype(np.float64) for k, v in exact.items()}
+
+    results = {oracle.ORACLE: exact, oracle.REFERENCE: rounded(np.float32), "same-float32": rounded(np.float32),
+               "half-precision": rounded(np.float16),
+               "wrong-model": {**rounded(np.float32), "logits": exact["logits"][:, ::-1]}}
+    verdicts = {(c["a"], c["check"]): c["passed"] for c in oracle.against_oracle(results)}
+    assert all(verdicts[("same-float32", f"{name}_vs_float64")] for name in oracle.CHECKS)
+    assert not verdicts[("half-precision", "forward_logits_vs_float64")]
+    assert not verdicts[("half-precision", "gradients_vs_float64")]
+    assert not verdicts[("wrong-model", "forward_logits_vs_float64")]
+    message = parity.failure_message(next(c for c in oracle.against_oracle(results)
+                                          if c["a"] == "wrong-model" and not c["passed"]))
+    assert "forward_logits_vs_float64 wrong-model" in message and "float32 reference" in message
