@@ -318,9 +318,20 @@ def cmd_parity(args) -> int:
 
 
 def cmd_backends(args) -> int:
-    for name in registry.names():
+    """Every implementation found through the entry points, where it comes from, what it offers."""
+    width = max(map(len, registry.names()), default=0) + 2
+    for name, spec in registry.specs().items():
         state = "installed" if registry.is_available(name) else registry.not_installed_message(name)
-        print(f"{name:11s} modes: {', '.join(registry.modes(name))} (default {registry.default_mode(name)}); {state}")
+        parts = [part.replace("_", "-") for part in ("data_parallel", "plain_loop", "matmul_probe", "profiler")
+                 if spec.offers(part)]
+        origin = registry.distribution(name)
+        print(f"{name:{width}s}modes: {', '.join(spec.modes)} (default {spec.default_mode}); devices: "
+              f"{', '.join(spec.devices)}; {state}"
+              + (f"\n{'':{width}s}also: {', '.join(parts)}" if parts else "")
+              + ("" if origin == registry.THIS_DISTRIBUTION else f"\n{'':{width}s}from: {origin}")
+              + ("\n" + f"{'':{width}s}the float64 oracle" if spec.oracle else ""))
+    for problem in registry.problems():
+        print(f"problem: {problem}")
     return EXIT_OK
 
 

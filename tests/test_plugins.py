@@ -80,3 +80,35 @@ def test_a_plugin_runs_in_a_sweep_and_appears_in_the_report(shared_data_dir, tmp
     assert report.returncode == 0, report.stderr[-3000:]
     assert "torch-func" in (out / "report.md").read_text()
     assert json.loads((out / "manifest.json").read_text())
+
+
+def _fake_distribution(root: Path, dist: str, entry: str, module: str | None = None, source: str = "") -> None:
+    """A distribution as pip leaves it on sys.path: a .dist-info folder with entry points (and a module)."""
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[mnist_bench.backends]\n{entry}\n")
+    if module:
+        (root / f"{module}.py").write_text(source)
+
+
+def test_a_broken_plugin_is_one_line_and_the_others_keep_working(tmp_path):
+    _fake_distribution(tmp_path, "mnist-bench-missing", "ghost = no_such_module_mnist:SPEC")
+    _fake_distribution(tmp_path, "mnist-bench-invalid", "bad = bad_spec_mnist:SPEC", "bad_spec_mnist",
+                       "from mnist_bench import ImplementationSpec\n"
+                       "SPEC = ImplementationSpec(name='bad', package='bad_spec_mnist', backend='backend:X',\n"
+                       "                          modes=('a',), default_mode='b', requires=(), install='-')\n")
+    _fake_distribution(tmp_path, "mnist-bench-misnamed", "alias = misnamed_mnist:SPEC", "misnamed_mnist",
+                       "from mnist_bench.backends.torch_backend.spec import SPEC\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "mnist_bench.bench.cli", "backends"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    problems = [line for line in proc.stdout.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 3, proc.stdout
+    joined = "\n".join(problems)
+    assert "'ghost' from mnist-bench-missing" in joined and "ModuleNotFoundError" in joined
+    assert "'bad' from mnist-bench-invalid" in joined and "default_mode 'b' is not one of modes" in joined
+    assert "'alias' from mnist-bench-misnamed" in joined and "its spec says 'torch'" in joined
+    for name in ("torch", "tensorflow", "jax", "numpy"):
+        assert any(line.startswith(name + " ") for line in proc.stdout.splitlines()), proc.stdout
