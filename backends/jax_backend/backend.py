@@ -24,6 +24,7 @@ import optax
 
 from mnist_bench.common import weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.backends.jax_backend.spec import SPEC
 from mnist_bench.common.model import IMAGE_SIZE, NUM_CLASSES
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
@@ -129,8 +130,8 @@ def to_canonical(tree) -> weights.Weights:
 
 @final
 class JaxBackend(Backend):
-    name = "jax"
-    modes = ("eager", "compiled", "tuned")
+    name = SPEC.name  # the spec is the one place these are written
+    modes = SPEC.modes
 
     def _build(self) -> None:
         r = self.recipe

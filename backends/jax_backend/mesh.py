@@ -28,6 +28,7 @@ from mnist_bench.backends.jax_backend.backend import (
     CNN, loss_and_grads, numerics, params_from_canonical, to_canonical, train_step)
 from mnist_bench.common import parallel, weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.backends.jax_backend.spec import SPEC
 from mnist_bench.common.model import IMAGE_SIZE
 
 
@@ -56,8 +57,8 @@ def _local(array: jax.Array) -> np.ndarray:
 
 @final
 class JaxMeshBackend(Backend):
-    name = "jax"
-    modes = ("compiled",)
+    name = SPEC.name  # the spec is the one place these are written
+    modes = SPEC.data_parallel_modes
     data_parallel = True
 
     def _build(self) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from mnist_bench.common import weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.backends.numpy_backend.spec import SPEC
 
 from . import model
 
@@ -33,8 +34,8 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 
 @final
 class NumpyBackend(Backend):
-    name = "numpy"
-    modes = ("float64", "float32")
+    name = SPEC.name  # the spec is the one place these are written
+    modes = SPEC.modes
 
     def _build(self) -> None:
         if self.device != "cpu":

@@ -23,6 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 from mnist_bench.common import weights  # noqa: E402
 from mnist_bench.common.interface import Backend, DeviceUnavailable  # noqa: E402
+from mnist_bench.backends.tensorflow_backend.spec import SPEC  # noqa: E402
 from mnist_bench.common.model import IMAGE_SIZE, NUM_CLASSES  # noqa: E402
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
@@ -94,8 +95,8 @@ def set_threads(threads: int | None) -> None:
 
 @final
 class TensorFlowBackend(Backend):
-    name = "tensorflow"
-    modes = ("eager", "compiled", "xla", "tuned")
+    name = SPEC.name  # the spec is the one place these are written
+    modes = SPEC.modes
 
     def _build(self) -> None:
         set_threads(self.threads)

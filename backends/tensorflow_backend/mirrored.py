@@ -30,6 +30,7 @@ from mnist_bench.backends.tensorflow_backend.backend import (  # noqa: E402
     build_model, canonical, numerics, set_threads, set_weights)
 from mnist_bench.common import parallel, weights  # noqa: E402
 from mnist_bench.common.interface import Backend, DeviceUnavailable  # noqa: E402
+from mnist_bench.backends.tensorflow_backend.spec import SPEC  # noqa: E402
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -82,8 +83,8 @@ def _strategy(kind: str, topology: parallel.Topology) -> tf.distribute.Strategy:
 
 @final
 class TensorFlowMirroredBackend(Backend):
-    name = "tensorflow"
-    modes = ("compiled",)
+    name = SPEC.name  # the spec is the one place these are written
+    modes = SPEC.data_parallel_modes
     data_parallel = True
 
     def _build(self) -> None:

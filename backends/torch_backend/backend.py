@@ -18,6 +18,7 @@ from torch import nn
 
 from mnist_bench.common import weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.backends.torch_backend.spec import SPEC
 from mnist_bench.common.model import NUM_CLASSES, POOLED_SIZE
 
 
@@ -119,8 +120,8 @@ def labels(y: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @final
 class TorchBackend(Backend):
-    name = "torch"
-    modes = ("eager", "compiled", "tuned")
+    name = SPEC.name  # the spec is the one place these are written
+    modes = SPEC.modes
 
     def _build(self) -> None:
         if self.threads:

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mnist_bench.backends.torch_backend.backend import Net, images, labels, numerics, state_dict, to_canonical
 from mnist_bench.common import parallel, weights
 from mnist_bench.common.interface import Backend, DeviceUnavailable
+from mnist_bench.backends.torch_backend.spec import SPEC
 
 # A rank that dies leaves the others blocked in a collective; the worker's own
 # watchdog ends the run first, this only bounds it when there is no watchdog.
@@ -49,8 +50,8 @@ def _rank_device(kind: str, local_rank: int, local_ranks: int) -> torch.device:
 
 @final
 class TorchDDPBackend(Backend):
-    name = "torch"
-    modes = ("eager",)
+    name = SPEC.name  # the spec is the one place these are written
+    modes = SPEC.data_parallel_modes
     data_parallel = True
 
     def _build(self) -> None:

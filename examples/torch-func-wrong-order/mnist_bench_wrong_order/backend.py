@@ -11,6 +11,8 @@ from typing import final
 import torch
 from mnist_bench_torch_func.backend import TorchFuncBackend
 
+from mnist_bench_wrong_order.spec import SPEC
+
 
 def flatten_chw(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1)  # the bug: (c, h, w) order
@@ -18,5 +20,5 @@ def flatten_chw(x: torch.Tensor) -> torch.Tensor:
 
 @final
 class WrongOrderBackend(TorchFuncBackend):  # a subclass only to keep the bug to one line
-    name = "torch-func-wrong-order"
+    name = SPEC.name
     flatten = staticmethod(flatten_chw)

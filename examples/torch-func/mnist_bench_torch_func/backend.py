@@ -17,6 +17,7 @@ from torch.func import grad_and_value
 
 from mnist_bench import Backend, DeviceUnavailable
 from mnist_bench.common import weights
+from mnist_bench_torch_func.spec import SPEC
 
 
 def flatten_hwc(x: torch.Tensor) -> torch.Tensor:
@@ -44,8 +45,8 @@ def _dropout(x: torch.Tensor, p: float, generator) -> torch.Tensor:
 
 @final
 class TorchFuncBackend(Backend):
-    name = "torch-func"
-    modes = ("functional",)
+    name = SPEC.name  # the spec is the one place these are written
+    modes = SPEC.modes
     # Which order the dense layer reads its features in: the canonical one.
     flatten = staticmethod(flatten_hwc)
 
