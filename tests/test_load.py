@@ -37,7 +37,7 @@ def children_of(pid: int) -> list[int]:
 @pytest.mark.timeout(900)
 def test_thirty_run_sweep(tmp_path, shared_data_dir, capsys):
     out = tmp_path / "run"
-    argv = ["run", "--backends", "torch", "--device", "cpu", "--preset", "quick",
+    argv = ["run", "--backends", "torch", "--device", "cpu", "--preset", "quick", "--no-require-quiet",
             "--set", "train_limit=128", "--set", "test_limit=100", "--set", "steps_per_epoch=2",
             "--epochs", "1", "--seeds", str(RUNS), "--threads", "1", "--chunk-steps", "1",
             "--data-dir", str(shared_data_dir), "--out", str(out), "--quiet"]

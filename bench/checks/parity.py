@@ -92,8 +92,8 @@ def _weights(npz, prefix: str) -> dict[str, np.ndarray]:
     return {k[len(prefix):]: npz[k] for k in npz.files if k.startswith(prefix)}
 
 
-def probe(config: ProbeConfig, inputs: Path, out: Path, device: str = "cpu") -> None:
-    """Phase 1, inside the backend's process: forward, gradients, trajectory."""
+def probe(config: ProbeConfig, inputs: Path, out: Path, device: str = "cpu", mover: bool = True) -> None:
+    """Phase 1, inside the backend's process: forward, gradients, trajectory (and test predictions for a mover)."""
     from mnist_bench.common.registry import load_backend
 
     data = np.load(inputs, allow_pickle=False)
@@ -106,9 +106,9 @@ def probe(config: ProbeConfig, inputs: Path, out: Path, device: str = "cpu") -> 
     loss, grads = backend.loss_and_grads(data["traj_x"][0], data["traj_y"][0])
     losses = backend.train_chunk(data["traj_x"], data["traj_y"])
     final = backend.export_weights()
-    # The oracle is not a mover (its trained weights are not moved between implementations), and
-    # predicting 10,000 images in float64 NumPy costs more than the rest of its probe.
-    predictions = np.zeros(0, np.int64) if registry.spec(config.backend).oracle else backend.predict(data["test_x"])
+    # Only movers' predictions are read (:func:`movers_of`); the rest would cost a 10,000-image
+    # evaluation per mode (and more than the whole probe for the float64 oracle).
+    predictions = backend.predict(data["test_x"]) if mover else np.zeros(0, np.int64)
     np.savez(out, logits=logits, loss=np.float64(loss), losses=losses, predictions=predictions,
              export_identity=np.float64(identity),
              **{f"g/{k}": v for k, v in grads.items()}, **{f"final/{k}": v for k, v in final.items()})
@@ -281,9 +281,10 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_process(args.threads, args.device)
     if args.phase == "probe":
-        for mode in args.modes.split(","):
-            config = ProbeConfig(args.backend, mode)
-            probe(config, args.inputs, args.work / f"{config.label}.npz", args.device)
+        configs = [ProbeConfig(args.backend, mode) for mode in args.modes.split(",")]
+        movers = movers_of(configs)
+        for config in configs:
+            probe(config, args.inputs, args.work / f"{config.label}.npz", args.device, mover=config in movers)
     else:
         config = ProbeConfig(args.backend, args.modes)
         evaluate_weights(config, args.inputs, args.weights, args.work / f"{config.label}.eval.npz", args.device)

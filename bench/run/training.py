@@ -67,42 +67,49 @@ def quartiles(values: list[float]) -> tuple[float | None, float | None, float | 
     return float(median), float(q1), float(q3)
 
 
+def _train_epoch(backend: Backend, arrays: pipeline.Arrays, recipe: Recipe, seed: int, epoch: int,
+                 settings: LoopSettings, steady_rates: list[float], on_progress) -> tuple[np.ndarray, float, float | None]:
+    """One epoch in chunks: (its losses, its training seconds, the lone first step's seconds in epoch 0).
+
+    Chunk rates go to ``steady_rates``, leaving out the first step and first chunk of the run
+    (compilation, warm-up) and the first chunk of every later epoch.
+    """
+    steps = pipeline.steps_per_epoch(len(arrays.train_y), recipe)
+    batches = pipeline.train_batches(arrays, recipe, seed, epoch)
+    losses: list[np.ndarray] = []
+    done, train_s, first_step_s = 0, 0.0, None
+    for index, size in enumerate(_chunk_sizes(steps, settings.chunk_steps, first_alone=epoch == 0)):
+        x, y = _stacked(batches, size)
+        start = time.perf_counter()
+        chunk_losses = backend.train_chunk(x, y)
+        elapsed = time.perf_counter() - start
+        train_s += elapsed
+        if not np.all(np.isfinite(chunk_losses)):
+            bad = int(np.argmin(np.isfinite(chunk_losses)))
+            raise Diverged(epoch + 1, done + bad + 1, float(chunk_losses[bad]))
+        losses.append(chunk_losses)
+        done += size
+        if epoch == 0 and index == 0:
+            first_step_s = elapsed
+        elif index > (1 if epoch == 0 else 0):
+            steady_rates.append(size * recipe.batch_size / elapsed)
+        on_progress({"event": "step", "epoch": epoch + 1, "epochs": recipe.epochs, "step": done,
+                     "steps": steps, "loss": float(chunk_losses[-1]), "samples_per_s": size * recipe.batch_size / elapsed})
+    return np.concatenate(losses), train_s, first_step_s
+
+
 def train(backend: Backend, arrays: pipeline.Arrays, recipe: Recipe, seed: int, settings: LoopSettings,
           on_progress: Callable[[dict], None] = lambda event: None) -> dict:
     """Train ``backend`` for the recipe's epochs; return the record's epochs/timing/final parts."""
-    steps = pipeline.steps_per_epoch(len(arrays.train_y), recipe)
-    bs = recipe.batch_size
     epochs: list[dict] = []
     steady_rates: list[float] = []
-    first_step_s = None
-    train_time = 0.0
-    time_to_target = None
-    eval_rate = None
-    test = None
+    first_step_s, train_time, time_to_target, eval_rate, test = None, 0.0, None, None, None
     run_start = time.perf_counter()
     for epoch in range(recipe.epochs):
         epoch_start = time.perf_counter()
-        batches = pipeline.train_batches(arrays, recipe, seed, epoch)
-        losses: list[np.ndarray] = []
-        done = 0
-        epoch_train_s = 0.0
-        for index, size in enumerate(_chunk_sizes(steps, settings.chunk_steps, first_alone=epoch == 0)):
-            x, y = _stacked(batches, size)
-            start = time.perf_counter()
-            chunk_losses = backend.train_chunk(x, y)
-            elapsed = time.perf_counter() - start
-            epoch_train_s += elapsed
-            if not np.all(np.isfinite(chunk_losses)):
-                bad = int(np.argmin(np.isfinite(chunk_losses)))
-                raise Diverged(epoch + 1, done + bad + 1, float(chunk_losses[bad]))
-            losses.append(chunk_losses)
-            done += size
-            if epoch == 0 and index == 0:
-                first_step_s = elapsed
-            elif index > (1 if epoch == 0 else 0):
-                steady_rates.append(size * bs / elapsed)
-            on_progress({"event": "step", "epoch": epoch + 1, "epochs": recipe.epochs, "step": done,
-                         "steps": steps, "loss": float(chunk_losses[-1]), "samples_per_s": size * bs / elapsed})
+        losses, epoch_train_s, first = _train_epoch(backend, arrays, recipe, seed, epoch, settings, steady_rates,
+                                                    on_progress)
+        first_step_s = first if epoch == 0 else first_step_s
         train_time += epoch_train_s
         eval_start = time.perf_counter()
         test = backend.evaluate(arrays.test_x, arrays.test_y)
@@ -110,18 +117,10 @@ def train(backend: Backend, arrays: pipeline.Arrays, recipe: Recipe, seed: int, 
         eval_rate = len(arrays.test_y) / eval_s
         if time_to_target is None and test.accuracy >= settings.target_accuracy:
             time_to_target = train_time
-        all_losses = np.concatenate(losses)
-        epochs.append({
-            "epoch": epoch + 1,
-            "steps": int(done),
-            "train_loss": float(all_losses.mean()),
-            "test_accuracy": test.accuracy,
-            "test_macro_f1": test.macro_f1,
-            "wall_s": time.perf_counter() - epoch_start,
-            "train_s": epoch_train_s,
-            "eval_s": eval_s,
-            "elapsed_s": time.perf_counter() - run_start,
-        })
+        epochs.append({"epoch": epoch + 1, "steps": int(len(losses)), "train_loss": float(losses.mean()),
+                       "test_accuracy": test.accuracy, "test_macro_f1": test.macro_f1,
+                       "wall_s": time.perf_counter() - epoch_start, "train_s": epoch_train_s, "eval_s": eval_s,
+                       "elapsed_s": time.perf_counter() - run_start})
         on_progress({"event": "epoch", **epochs[-1], "epochs": recipe.epochs})
     median, q1, q3 = quartiles(steady_rates)
     per_sample = flops.train_flops(recipe.conv1_filters, recipe.conv2_filters, recipe.hidden)

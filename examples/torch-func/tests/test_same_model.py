@@ -4,9 +4,10 @@ Run: pytest examples/torch-func/tests --mnist-data /path/to/mnist (or set MNIST_
 """
 
 # One epoch per run would take minutes on a laptop CPU; 200 steps already separate a wrong model
-# from a right one, with a floor to match (both reach about 0.93 there).
+# from a right one, with a floor to match. Measured (2 seeds, 2026-12-01): torch 0.8902 and 0.8543,
+# torch-func 0.8937 and 0.8485 after 200 steps; the seed moves accuracy far more than the framework.
 SHORT = ("train_limit=12800",)
-SHORT_FLOOR = 0.85
+SHORT_FLOOR = 0.80
 
 
 def test_numerically_the_same_model_as_torch_and_float64(mnist_parity):
