@@ -8,7 +8,7 @@ Registered as a ``pytest11`` entry point, so installing mnist-bench is all a pro
     def test_same_accuracy(mnist_parity):
         mnist_parity.accuracy("mine", against="torch", seeds=2).assert_passed()
 
-The MNIST files come from ``--mnist-data DIR``, else ``MNIST_BENCH_DATA``, else mnist-bench's
+The MNIST files come from ``--mnist-parity-data DIR``, else ``MNIST_BENCH_DATA``, else mnist-bench's
 download cache. Results are cached for the session, so several tests may assert on one probe.
 """
 
@@ -21,9 +21,9 @@ import pytest
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("mnist-bench", "mnist-bench parity checks")
-    group.addoption("--mnist-data", default=None,
+    group.addoption("--mnist-parity-data", default=None,
                     help="folder with the MNIST IDX files (default: $MNIST_BENCH_DATA, then the download cache)")
-    group.addoption("--mnist-threads", type=int, default=2, help="threads per probe process (default 2)")
+    group.addoption("--mnist-parity-threads", type=int, default=2, help="threads per probe process (default 2)")
 
 
 class ParityChecks:
@@ -54,5 +54,5 @@ class ParityChecks:
 
 @pytest.fixture(scope="session")
 def mnist_parity(request, tmp_path_factory) -> ParityChecks:
-    data = request.config.getoption("--mnist-data") or os.environ.get("MNIST_BENCH_DATA")
-    return ParityChecks(data, request.config.getoption("--mnist-threads"), tmp_path_factory)
+    data = request.config.getoption("--mnist-parity-data") or os.environ.get("MNIST_BENCH_DATA")
+    return ParityChecks(data, request.config.getoption("--mnist-parity-threads"), tmp_path_factory)

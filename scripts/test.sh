@@ -10,7 +10,9 @@ STAMP=.venv/.mnist-bench-examples
 WANT="$(cat examples/*/pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     .venv/bin/python -m pip install --quiet --no-deps -e examples/torch-func -e examples/torch-func-wrong-order 2>&1 \
-        | grep -v -e "^WARNING: Location" -e "^\s*$" || true
+        | grep -v -e "^WARNING: Location" -e "BuildBackendWarning" -e "^\s*!!\s*$" -e "^\s*\*\{10,\}\s*$" \
+                  -e "Please be careful with folders" -e "name as your package as they may take" \
+                  -e "with strategy, WheelFile" -e "^\s*$" || true
     .venv/bin/python -c "import mnist_bench_torch_func, mnist_bench_wrong_order" && echo "$WANT" > "$STAMP"
 fi
 # The report's browser test needs Chromium; install it where we can.

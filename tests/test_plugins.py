@@ -37,6 +37,15 @@ def test_examples_are_installed_and_listed():
     assert proc.returncode == 0, proc.stderr
     for name in PLUGINS:
         assert name in proc.stdout
+    # The parity plug-in is registered with pytest (pytest11) and its options do not clash with the
+    # benchmark suite's, which pytest loads in the same process.
+    help_text = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True,
+                               timeout=120, cwd=EXAMPLES)
+    assert "--mnist-parity-data" in help_text.stdout, help_text.stdout[-2000:]
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider",
+                                "--mnist-backend", "torch", str(REPO_ROOT / "bench" / "benchmarks")],
+                               capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
 
 
 def _pytest(example: str, data_dir, tmp_path) -> subprocess.CompletedProcess:

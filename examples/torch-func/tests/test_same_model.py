@@ -1,6 +1,6 @@
 """torch-func is the mnist-bench model: proven with mnist-bench's pytest plug-in (the `mnist_parity` fixture).
 
-Run: pytest examples/torch-func/tests --mnist-data /path/to/mnist (or set MNIST_BENCH_DATA).
+Run: pytest examples/torch-func/tests --mnist-parity-data /path/to/mnist (or set MNIST_BENCH_DATA).
 """
 
 # One epoch per run would take minutes on a laptop CPU; 200 steps already separate a wrong model
