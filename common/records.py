@@ -9,6 +9,7 @@ and the report, compare and CSV commands, which read them. Bump
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from functools import cache
@@ -45,12 +46,28 @@ def validate(record: dict, source: str = "record") -> dict:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise RecordError(f"{source}: invalid at {where}: {error.message}")
+    bad = _non_finite(record)
+    if bad:
+        raise RecordError(f"{source}: invalid at {bad}: not a finite number (NaN or infinity); a record's "
+                          "figures are measurements, and a run that diverged says so in its status")
     from mnist_bench.common import registry
 
     if record["backend"] not in registry.names():
         raise RecordError(f"{source}: backend {record['backend']!r} is not a registered implementation "
                           f"({', '.join(registry.names())}); install the package that provides it")
     return record
+
+
+def _non_finite(value, where: str = "") -> str | None:
+    """The path of the first NaN or infinity in a record (JSON Schema's "number" accepts both), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "(top level)"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{where}/{key}" if where else str(key))
+        if found:
+            return found
+    return None
 
 
 def device_group(record: dict) -> str:

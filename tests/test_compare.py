@@ -74,11 +74,45 @@ def test_failed_new_run_and_unmatched_runs(tmp_path):
     new = write_run_dir(tmp_path, new_records, "new")
     result = compare([base], [new])
     assert result.exit_code == 1
-    assert result.reasons == ["torch/eager/cpu seed 0: base finished ok but new run(s) ended failed"]
-    assert result.unmatched_base == ["jax/eager/cpu seed 2", "torch/compiled/cpu (1 runs)"]
+    assert result.reasons[0] == "torch/eager/cpu seed 0: base finished ok but new run(s) ended failed"
+    # Finished ok in base and missing from new: regressions, never "not compared".
+    assert result.missing == ["jax/eager/cpu seed 2", "torch/compiled/cpu (1 runs)"]
+    assert result.unmatched_base == []
     assert result.unmatched_new == ["torch/eager/cpu seed 7"]
     text = result.render()
-    assert "only in base (not compared):" in text and "only in new (not compared):" in text
+    assert "jax/eager/cpu seed 2: finished ok in base, missing from new" in text
+    assert "only in new (not compared):" in text and "REGRESSED" in text
+
+
+def test_a_dead_new_run_that_recorded_device_auto_is_a_regression_not_ok(tmp_path):
+    # Issue 17: with --device auto, a run killed before resolving its device records "auto"; it used to
+    # land in its own group, the base's cpu run was "only in base", and the verdict was OK (exit 0).
+    base = write_run_dir(tmp_path, [make_record(backend="torch", seed=0)], "base")
+    dead = make_record(backend="torch", seed=0, status="timeout")
+    dead["device"] = "auto"
+    new = write_run_dir(tmp_path, [dead], "new")
+    result = compare([base], [new])
+    assert result.exit_code == 1 and result.regressed
+    assert result.missing == ["torch/eager/cpu (1 runs)"]
+    assert "OK" not in result.render().splitlines()[-1]
+
+
+def test_a_nan_accuracy_is_an_invalid_record_not_a_pass(tmp_path):
+    from mnist_bench.common.records import RecordError
+
+    base = write_run_dir(tmp_path, [make_record(backend="torch", seed=0)], "base")
+    diverged = make_record(backend="torch", seed=0)
+    diverged["final"]["test"]["accuracy"] = float("nan")  # JSON Schema's "number" accepts it
+    new = write_run_dir(tmp_path, [diverged], "new")
+    with pytest.raises(RecordError, match="final/test/accuracy: not a finite number"):
+        compare([base], [new])
+
+
+def test_a_base_run_that_never_finished_is_not_a_regression_when_missing(tmp_path):
+    base = write_run_dir(tmp_path, [make_record(backend="torch", seed=0, status="failed")], "base")
+    new = write_run_dir(tmp_path, [make_record(backend="jax", seed=0)], "new")
+    result = compare([base], [new])
+    assert result.missing == [] and result.unmatched_base == ["torch/eager/cpu (1 runs)"]
 
 
 def busy(records: list[dict], backend: str) -> list[dict]:

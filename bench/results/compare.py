@@ -4,7 +4,10 @@ Runs are matched by (backend, mode, device, seed) where the two sides share
 seeds for that group; otherwise the group's medians are compared. A match
 regresses when new/base training samples/s falls below ``1 - threshold``, when
 test accuracy drops by more than ``accuracy_threshold`` (absolute), or when a
-run that finished in the base did not finish in the new set.
+run that finished in the base did not finish in the new set. A configuration that
+finished ok in the base and is missing from the new set is a regression too, always:
+a run that timed out before resolving ``--device auto`` records ``auto``, and must not
+turn into an unmatched "only in new" and an OK verdict.
 
 A speed taken on a busy machine says nothing about the code: where either side of
 a match was contended (its record says other processes used more than the
@@ -90,10 +93,11 @@ class Comparison:
     base_runs: int = 0
     new_runs: int = 0
     notes: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # finished ok in base, absent from new: always a regression
 
     @property
     def regressed(self) -> bool:
-        return any(match.regressed for match in self.matches)
+        return bool(self.missing) or any(match.regressed for match in self.matches)
 
     @property
     def inconclusive(self) -> list[Match]:
@@ -109,7 +113,9 @@ class Comparison:
     @property
     def reasons(self) -> list[str]:
         """One line per regression, naming the backend/mode/device (and seed)."""
-        return [f"{match.label}: {problem}" for match in self.matches for problem in match.problems]
+        return ([f"{match.label}: {problem}" for match in self.matches for problem in match.problems]
+                + [f"{item}: finished ok in base, missing from new (it never ran, or its record names another "
+                   "configuration)" for item in self.missing])
 
     def render(self) -> str:
         """A plain-text table of every match, then regressions, unmatched runs and the verdict."""
@@ -148,7 +154,8 @@ class Comparison:
                 lines += ["", f"only in {side} (not compared):"] + [f"  - {item}" for item in unmatched]
         flagged = sum(match.regressed for match in self.matches)
         if self.regressed:
-            verdict = f"REGRESSED: {flagged} of {len(self.matches)} matches"
+            verdict = f"REGRESSED: {flagged} of {len(self.matches)} matches" + (
+                f", and {len(self.missing)} configuration(s) ok in base missing from new" if self.missing else "")
         elif self.inconclusive:
             verdict = (f"INCONCLUSIVE: {len(self.inconclusive)} of {len(self.matches)} matches rest on runs measured "
                        "on a busy machine, so their speed was not judged; re-run them on a quiet machine, or pass "
@@ -225,6 +232,10 @@ def compare_records(
     matches: list[Match] = []
     unmatched_base: list[str] = []
     unmatched_new: list[str] = []
+    missing: list[str] = []
+
+    def absent_from_new(item: str, base_runs: list[dict]) -> None:
+        (missing if any(run["status"] == "ok" for run in base_runs) else unmatched_base).append(item)
 
     def add(group: GroupKey, seed: int | None, base_runs: list[dict], new_runs: list[dict]) -> None:
         base_side, new_side = _side(base_runs), _side(new_runs)
@@ -235,7 +246,7 @@ def compare_records(
     for group in sorted(base_groups.keys() | new_groups.keys()):
         name = "/".join(group)
         if group not in new_groups:
-            unmatched_base.append(f"{name} ({len(base_groups[group])} runs)")
+            absent_from_new(f"{name} ({len(base_groups[group])} runs)", base_groups[group])
             continue
         if group not in base_groups:
             unmatched_new.append(f"{name} ({len(new_groups[group])} runs)")
@@ -247,7 +258,7 @@ def compare_records(
             continue
         for seed in sorted(base_seeds | new_seeds):
             if seed not in new_seeds:
-                unmatched_base.append(f"{name} seed {seed}")
+                absent_from_new(f"{name} seed {seed}", [run for run in base_groups[group] if run["seed"] == seed])
             elif seed not in base_seeds:
                 unmatched_new.append(f"{name} seed {seed}")
             else:
@@ -260,7 +271,8 @@ def compare_records(
     notes = []
     if any(match.seed is None for match in matches):
         notes.append("(group median: the two sides share no seed for that group, so their medians were compared)")
-    return Comparison(matches, unmatched_base, unmatched_new, threshold, accuracy_threshold, len(base), len(new), notes)
+    return Comparison(matches, unmatched_base, unmatched_new, threshold, accuracy_threshold, len(base), len(new), notes,
+                      missing)
 
 
 def compare(
