@@ -300,9 +300,8 @@ def cmd_parity(args) -> int:
     from mnist_bench.common.records import write_atomic
 
     args.seeds, args.first_seed, args.allow_known_broken = 1, 0, True
-    configs = parity.with_oracle(list(dict.fromkeys(parity.ProbeConfig(s.backend, s.mode) for s in plan(args))))
-    results = parity.run_probes(configs, args.data_dir, args.out / "parity-work", args.threads, args.device)
-    checks = parity.differences(results, parity.pairs_of(configs))
+    configs = list(dict.fromkeys(parity.ProbeConfig(s.backend, s.mode) for s in plan(args)))
+    checks = parity.check(configs, args.data_dir, args.out / "parity-work", args.threads, args.device)
     write_atomic(args.out / "parity.json", {"kind": "parity", "device": args.device, "checks": checks,
                                             "tolerances": {k: vars(t) for k, t in parity.TOLERANCES.items()},
                                             "oracle": parity.oracle.describe()})

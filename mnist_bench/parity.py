@@ -79,11 +79,10 @@ def numerical(candidate: str, against: Sequence[str] = ("torch",), *, modes: Seq
         if not registry.is_available(name):
             raise registry.BackendNotInstalled(registry.not_installed_message(name))
     configs = _labels(candidate, modes) + [parity.ProbeConfig(b, registry.default_mode(b)) for b in against]
-    configs = parity.with_oracle(list(dict.fromkeys(configs)))
+    configs = list(dict.fromkeys(configs))
     with tempfile.TemporaryDirectory(prefix="mnist-parity-") as tmp:
-        results = parity.run_probes(configs, data_dir, Path(work or tmp), threads, device)
-    checks = parity.differences(results, parity.pairs_of(configs))
-    return ParityResult(checks, [c.label for c in configs])
+        checks = parity.check(configs, data_dir, Path(work or tmp), threads, device)
+    return ParityResult(checks, [c.label for c in parity.with_oracle(configs)])
 
 
 @dataclass

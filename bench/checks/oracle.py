@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mnist_bench.bench.checks.probe import COMPARED, difference
+
 ORACLE = "numpy-float64"
 REFERENCE = "numpy-float32"
 ORACLE_BACKEND = "numpy"
@@ -50,29 +52,14 @@ FLOORS: dict[str, Floor] = {
     "trajectory_weights": Floor(2e-4, 8.6e-5, 8.6e-5, "max |weight - float64 weight| after 60 steps; covers a "
                                 "float32 near-tie flip (8.6e-5)"),
 }
-CHECKS = tuple(FLOORS)
-
-
-def _relative_gradient_error(a: dict, b: dict) -> float:
-    names = [k for k in b if k.startswith("g/")]
-    return max(float(np.max(np.abs(a[n] - b[n])) / max(float(np.max(np.abs(b[n]))), 1e-30)) for n in names)
+CHECKS = COMPARED
+assert tuple(FLOORS) == CHECKS, "a floor for every compared check, in the same order"
 
 
 def error(candidate: dict, oracle: dict, check: str) -> float:
-    """The candidate's error against the float64 oracle on one check (float64 arithmetic)."""
-    c = {k: np.asarray(v, np.float64) for k, v in candidate.items()}
-    o = {k: np.asarray(v, np.float64) for k, v in oracle.items()}
-    if check == "forward_logits":
-        return float(np.max(np.abs(c["logits"] - o["logits"])))
-    if check == "loss":
-        return abs(float(c["loss"]) - float(o["loss"]))
-    if check == "gradients":
-        return _relative_gradient_error(c, o)
-    if check == "trajectory_loss":
-        return float(np.max(np.abs(c["losses"] - o["losses"])))
-    if check == "trajectory_weights":
-        return max(float(np.max(np.abs(c[k] - o[k]))) for k in o if k.startswith("final/"))
-    raise ValueError(f"unknown oracle check {check!r}; choose from {', '.join(CHECKS)}")
+    """The candidate's error against the float64 oracle on one check, in float64 arithmetic."""
+    as_float64 = {k: np.asarray(v, np.float64) for k, v in oracle.items()}
+    return difference(as_float64, {k: np.asarray(v, np.float64) for k, v in candidate.items()}, check)
 
 
 def bound(check: str, reference_error: float) -> float:
@@ -104,13 +91,11 @@ def describe() -> dict:
 
 
 def error_table(checks: list[dict]) -> str:
-    """Each probe's error against float64 per check, and the float32 reference's: whose rounding drifts."""
-    rows = {c["a"]: {} for c in checks if c["check"].endswith("_vs_float64")}
-    reference = {}
+    """Each probe's error against float64 per check (the float32 reference is one of the rows): whose rounding drifts."""
+    rows: dict[str, dict[str, float]] = {}
     for c in checks:
         if c["check"].endswith("_vs_float64"):
-            rows[c["a"]][c["check"].removesuffix("_vs_float64")] = c["max_abs_diff"]
-            reference[c["check"].removesuffix("_vs_float64")] = c["reference"]
+            rows.setdefault(c["a"], {})[c["check"].removesuffix("_vs_float64")] = c["max_abs_diff"]
     if not rows:
         return ""
     width = max(len(label) for label in rows) + 2

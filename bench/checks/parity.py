@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_bench.bench.checks import oracle
-from mnist_bench.bench.checks.probe import first_batches, initial_weights, parity_recipe
+from mnist_bench.bench.checks.probe import COMPARED, difference, first_batches, initial_weights, parity_recipe
 from mnist_bench.common import registry
 
 TRAJECTORY_STEPS = 60
@@ -207,15 +207,6 @@ def pairs_of(configs: list[ProbeConfig]) -> list[tuple[str, str]]:
     return pairs + list(itertools.combinations(cross, 2))
 
 
-def _max_rel_grad(a: dict, b: dict) -> float:
-    names = [k for k in a if k.startswith("g/")]
-    return max(float(np.max(np.abs(a[n] - b[n])) / max(float(np.max(np.abs(a[n]))), 1e-30)) for n in names)
-
-
-def _max_abs(a: dict, b: dict, prefix: str) -> float:
-    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a if k.startswith(prefix))
-
-
 def differences(results: dict[str, dict], pairs: list[tuple[str, str]] | None = None) -> list[dict]:
     """Every check for every given pair of probes (default: all pairs), with its difference and tolerance.
 
@@ -235,11 +226,8 @@ def differences(results: dict[str, dict], pairs: list[tuple[str, str]] | None = 
         add(label, label, "export_identity", float(results[label]["export_identity"]))
     for a, b in pairs:
         ra, rb = results[a], results[b]
-        add(a, b, "forward_logits", float(np.max(np.abs(ra["logits"] - rb["logits"]))))
-        add(a, b, "loss", abs(float(ra["loss"]) - float(rb["loss"])))
-        add(a, b, "gradients", _max_rel_grad(ra, rb))
-        add(a, b, "trajectory_loss", float(np.max(np.abs(ra["losses"] - rb["losses"]))))
-        add(a, b, "trajectory_weights", _max_abs(ra, rb, "final/"))
+        for name in COMPARED:
+            add(a, b, name, difference(ra, rb, name))
     movers = [k for k in labels if any(key.startswith("eval/") for key in results[k])]
     for exporter, loader in itertools.permutations(movers, 2):
         own = float(np.mean(results[exporter]["predictions"] == test_y))
@@ -248,6 +236,13 @@ def differences(results: dict[str, dict], pairs: list[tuple[str, str]] | None = 
     if oracle.ORACLE in results:
         checks += oracle.against_oracle(results)
     return checks
+
+
+def check(configs: list[ProbeConfig], data_dir: str | None, work: Path, threads: int = 2,
+          device: str = "cpu") -> list[dict]:
+    """The whole parity check for ``configs`` (the oracle added): probe, then :func:`differences` on :func:`pairs_of`."""
+    configs = with_oracle(configs)
+    return differences(run_probes(configs, data_dir, work, threads, device), pairs_of(configs))
 
 
 def failure_message(check: dict) -> str:

@@ -1,4 +1,5 @@
-"""The inputs every probe starts from: real MNIST batches in the pipeline's order, and the canonical initial weights.
+"""The inputs every probe starts from (real MNIST batches in the pipeline's order, the canonical initial
+weights) and how two probes' outputs are measured against each other.
 
 The parity checks, the data-parallel parity check and the profiler all train a
 few real batches from known weights; they build them here, so that each sees
@@ -36,3 +37,27 @@ def initial_weights(recipe: Recipe, seed: int = 0, prefix: str = "w/") -> dict[s
     from mnist_bench.common import weights
 
     return {f"{prefix}{name}": value for name, value in weights.init(recipe, seed).items()}
+
+
+# What parity compares between two probes' outputs, in the order checks are reported.
+COMPARED = ("forward_logits", "loss", "gradients", "trajectory_loss", "trajectory_weights")
+
+
+def difference(a: dict, b: dict, check: str) -> float:
+    """How far probe ``b``'s outputs are from ``a``'s on one check; gradients relative to ``a``'s largest entry.
+
+    The pairwise checks and the checks against the float64 oracle (which passes the oracle as ``a``)
+    both measure through this one function.
+    """
+    if check == "forward_logits":
+        return float(np.max(np.abs(a["logits"] - b["logits"])))
+    if check == "loss":
+        return abs(float(a["loss"]) - float(b["loss"]))
+    if check == "gradients":
+        return max(float(np.max(np.abs(a[k] - b[k])) / max(float(np.max(np.abs(a[k]))), 1e-30))
+                   for k in a if k.startswith("g/"))
+    if check == "trajectory_loss":
+        return float(np.max(np.abs(a["losses"] - b["losses"])))
+    if check == "trajectory_weights":
+        return max(float(np.max(np.abs(a[k] - b[k]))) for k in a if k.startswith("final/"))
+    raise ValueError(f"unknown check {check!r}; choose from {', '.join(COMPARED)}")
