@@ -23,7 +23,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -78,7 +78,11 @@ MIRRORS: dict[str, tuple[str, ...]] = {
 ENV_VAR = "MNIST_BENCH_DATA"
 CACHE_SUBDIR = "mnist-bench"
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-DEFAULT_TIMEOUT_S = 60.0
+# An unresponsive mirror costs at most these before the next one is tried: a connection
+# (TCP and TLS) must open within CONNECT_TIMEOUT_S, and the server must send something at
+# least every READ_TIMEOUT_S (a slow but live download is never cut off).
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 30.0
 
 _FIX_HINT = (
     f"delete the file to re-download it, or pass --data-dir or set {ENV_VAR} "
@@ -219,9 +223,9 @@ def _read_checked(name: str, path: Path, file_name: str) -> tuple[np.ndarray, st
     return array, digest
 
 
-def _download_for_load(name: str, dest: Path) -> Path:
+def _download_for_load(name: str, dest: Path, say: Callable[[str], None] | None) -> Path:
     # load()'s ``download`` flag shadows the function of that name.
-    return download(name, dest)
+    return download(name, dest, say=say)
 
 
 def load(
@@ -229,6 +233,7 @@ def load(
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
     verify: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> Dataset:
     """Load dataset ``name`` ("mnist" or "fashion-mnist") into memory.
 
@@ -247,7 +252,7 @@ def load(
         if not download:
             raise DataError(_not_found_message(name, data_dir))
         try:
-            directory = _download_for_load(name, _download_target(name, data_dir))
+            directory = _download_for_load(name, _download_target(name, data_dir), say)
         except DataError as exc:
             raise DataError(f"{_not_found_message(name, data_dir)}\ndownloading failed: {exc}") from exc
 
@@ -286,9 +291,39 @@ def load(
     )
 
 
-def _fetch(url: str, out_path: Path, timeout: float) -> None:
+def _with_read_timeout(connection_class: type, read_timeout: float) -> type:
+    """``connection_class`` whose socket, once connected with the request's timeout, waits ``read_timeout`` per read."""
+
+    class TimedConnection(connection_class):
+        def connect(self) -> None:
+            super().connect()
+            self.sock.settimeout(read_timeout)
+
+    return TimedConnection
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, read_timeout: float) -> None:
+        super().__init__()
+        self.connection = _with_read_timeout(http.client.HTTPConnection, read_timeout)
+
+    def http_open(self, req):
+        return self.do_open(self.connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, read_timeout: float) -> None:
+        super().__init__()
+        self.connection = _with_read_timeout(http.client.HTTPSConnection, read_timeout)
+
+    def https_open(self, req):
+        return self.do_open(self.connection, req, context=self._context)
+
+
+def _fetch(url: str, out_path: Path, connect_timeout: float, read_timeout: float) -> None:
     """Stream ``url`` into ``out_path``; raise if the body is shorter than announced."""
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(out_path, "wb") as out:
+    opener = urllib.request.build_opener(_HTTPHandler(read_timeout), _HTTPSHandler(read_timeout))
+    with opener.open(url, timeout=connect_timeout) as response, open(out_path, "wb") as out:
         announced = response.headers.get("Content-Length")
         shutil.copyfileobj(response, out, _CHUNK)
         out.flush()
@@ -299,13 +334,13 @@ def _fetch(url: str, out_path: Path, timeout: float) -> None:
         raise DataError(f"connection closed after {received} of {announced} bytes")
 
 
-def _fetch_verified(url: str, dest: Path, file_name: str, expected_md5: str, timeout: float) -> Path:
+def _fetch_verified(url: str, dest: Path, file_name: str, expected_md5: str, timeouts: tuple[float, float]) -> Path:
     """Download one file into a temp file in ``dest``, verify it, rename it into place."""
     fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{file_name}.", suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _fetch(url, tmp, timeout)
+        _fetch(url, tmp, *timeouts)
         data = tmp.read_bytes()
         digest = hashlib.md5(decompress(data, "downloaded file")).hexdigest()
         if digest != expected_md5:
@@ -322,7 +357,9 @@ def download(
     name: str,
     dest: str | os.PathLike,
     mirrors: Iterable[str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    read_timeout: float = READ_TIMEOUT_S,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Download the files of dataset ``name`` missing from ``dest``; return ``dest``.
 
@@ -331,7 +368,10 @@ def download(
     file in ``dest``, its decompressed MD5 checked, and only then renamed into
     place, so an interrupted or bad download never leaves a file under the
     final name and a rerun resumes with the files still missing. Files already
-    present are not checked or fetched again. Raises :class:`DataError` listing
+    present are not checked or fetched again. A mirror that does not connect
+    within ``connect_timeout`` seconds, or goes ``read_timeout`` seconds without
+    sending, counts as failed; ``say`` (if given) hears of each file fetched and
+    each mirror given up, so a slow network is never silent. Raises :class:`DataError` listing
     every URL tried and its error when all mirrors fail for a file, or if
     ``dest`` cannot be created.
     """
@@ -345,15 +385,19 @@ def download(
     except OSError as exc:
         raise DataError(f"cannot create download folder {dest}: {exc}") from exc
 
+    say = say or (lambda message: None)
     for file_name in _missing_files(dest):
         errors = []
-        for base in bases:
+        for index, base in enumerate(bases):
             url = f"{base.rstrip('/')}/{file_name}.gz"
+            say(f"downloading {url}")
             try:
-                _fetch_verified(url, dest, file_name, MD5[name][file_name], timeout)
+                _fetch_verified(url, dest, file_name, MD5[name][file_name], (connect_timeout, read_timeout))
                 break
             except (OSError, ValueError, http.client.HTTPException, DataError) as exc:
                 errors.append(f"  {url}: {exc}")
+                retry = f"; trying {bases[index + 1]}" if index + 1 < len(bases) else ""
+                say(f"  failed: {exc}{retry}")
         else:
             raise DataError(
                 f"could not download {name} {file_name} into {dest}; tried:\n"

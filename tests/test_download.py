@@ -114,7 +114,7 @@ def dest_missing_test_labels(tmp_path, mirror_dir) -> Path:
 
 def test_download_into_empty_cache_then_load(data_locations, mirror):
     dest = datasets.cache_dir("mnist")
-    assert download("mnist", dest, mirrors=[mirror], timeout=TIMEOUT_S) == dest
+    assert download("mnist", dest, mirrors=[mirror], read_timeout=TIMEOUT_S) == dest
     for file_name in FILE_NAMES:
         path = dest / f"{file_name}.gz"
         assert md5_of(path) == MD5["mnist"][file_name]
@@ -133,7 +133,7 @@ def test_load_downloads_missing_files_into_cache(data_locations, monkeypatch, mi
 
 def test_failed_mirrors_fall_through_to_a_good_one(dest_missing_test_labels, mirror):
     dest = dest_missing_test_labels
-    download("mnist", dest, mirrors=[closed_port_url(), f"{mirror}no-such-folder/", mirror], timeout=TIMEOUT_S)
+    download("mnist", dest, mirrors=[closed_port_url(), f"{mirror}no-such-folder/", mirror], read_timeout=TIMEOUT_S)
     assert md5_of(dest / f"{TEST_LABELS}.gz") == MD5["mnist"][TEST_LABELS]
     assert leftovers(dest) == []
 
@@ -145,7 +145,7 @@ def test_present_files_are_kept_and_only_missing_ones_fetched(dest_missing_test_
     sparse_mirror.mkdir()
     shutil.copy(dest / f"{FILE_NAMES[0]}.gz", sparse_mirror)  # present, so never requested
     with serve_dir(sparse_mirror) as url, pytest.raises(DataError, match="404"):
-        download("mnist", dest, mirrors=[url], timeout=TIMEOUT_S)
+        download("mnist", dest, mirrors=[url], read_timeout=TIMEOUT_S)
     assert {p.name: p.stat().st_mtime_ns for p in dest.iterdir()} == before
 
 
@@ -169,7 +169,7 @@ def test_corrupt_mirror_leaves_no_final_file(dest_missing_test_labels, mirror_di
     bad_mirror.mkdir()
     (bad_mirror / f"{TEST_LABELS}.gz").write_bytes(corrupt_gz(mirror_dir, kind))
     with serve_dir(bad_mirror) as url, pytest.raises(DataError, match=expected) as info:
-        download("mnist", dest, mirrors=[url], timeout=TIMEOUT_S)
+        download("mnist", dest, mirrors=[url], read_timeout=TIMEOUT_S)
     assert f"{url}{TEST_LABELS}.gz" in str(info.value)
     assert dataset_file(dest, TEST_LABELS) is None
     assert leftovers(dest) == []
@@ -181,7 +181,7 @@ def test_corrupt_mirror_falls_through_to_good_one(dest_missing_test_labels, mirr
     bad_mirror.mkdir()
     (bad_mirror / f"{TEST_LABELS}.gz").write_bytes(corrupt_gz(mirror_dir, "altered-label"))
     with serve_dir(bad_mirror) as bad_url:
-        download("mnist", dest, mirrors=[bad_url, mirror], timeout=TIMEOUT_S)
+        download("mnist", dest, mirrors=[bad_url, mirror], read_timeout=TIMEOUT_S)
     assert md5_of(dest / f"{TEST_LABELS}.gz") == MD5["mnist"][TEST_LABELS]
 
 
@@ -190,7 +190,7 @@ def test_interrupted_download_leaves_no_final_file(dest_missing_test_labels, mir
     dest = dest_missing_test_labels
     body = (mirror_dir / f"{TEST_LABELS}.gz").read_bytes()
     with serve(half_body_handler(body, announce_length)) as url, pytest.raises(DataError) as info:
-        download("mnist", dest, mirrors=[url], timeout=TIMEOUT_S)
+        download("mnist", dest, mirrors=[url], read_timeout=TIMEOUT_S)
     assert f"{url}{TEST_LABELS}.gz" in str(info.value)
     assert dataset_file(dest, TEST_LABELS) is None
     assert leftovers(dest) == []
@@ -199,7 +199,7 @@ def test_interrupted_download_leaves_no_final_file(dest_missing_test_labels, mir
 def test_all_mirrors_failing_lists_each_url_and_error(tmp_path, mirror):
     urls = [closed_port_url(), f"{mirror}missing/"]
     with pytest.raises(DataError, match="could not download mnist") as info:
-        download("mnist", tmp_path / "dest", mirrors=urls, timeout=TIMEOUT_S)
+        download("mnist", tmp_path / "dest", mirrors=urls, read_timeout=TIMEOUT_S)
     message = str(info.value)
     assert f"{urls[0]}{FILE_NAMES[0]}.gz" in message
     assert f"{urls[1]}{FILE_NAMES[0]}.gz: HTTP Error 404" in message
@@ -210,3 +210,37 @@ def test_failed_download_in_load_explains_both(data_locations, monkeypatch):
     monkeypatch.setitem(datasets.MIRRORS, "fashion-mnist", (closed_port_url(),))
     with pytest.raises(DataError, match="(?s)not found.*downloading failed.*could not download"):
         load("fashion-mnist")
+
+
+@contextlib.contextmanager
+def silent_server() -> str:
+    """A TCP server on 127.0.0.1 that accepts connections and never sends a byte: a hung mirror."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)  # the kernel completes the handshake; nobody ever answers
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        sock.close()
+
+
+def test_unresponsive_mirror_times_out_and_says_so(dest_missing_test_labels, mirror):
+    """A mirror that accepts and never answers costs read_timeout, not minutes, and is reported as it happens."""
+    import time
+
+    heard = []
+    with silent_server() as hung:
+        started = time.monotonic()
+        download("mnist", dest_missing_test_labels, mirrors=[hung, mirror], connect_timeout=2, read_timeout=0.5,
+                 say=heard.append)
+        waited = time.monotonic() - started
+    assert md5_of(dest_missing_test_labels / f"{TEST_LABELS}.gz") == MD5["mnist"][TEST_LABELS]
+    assert waited < 5, waited  # the hung mirror was given up after ~0.5 s (the old single timeout was 60 s)
+    assert heard[0] == f"downloading {hung}{TEST_LABELS}.gz"
+    assert "timed out" in heard[1] and f"trying {mirror}" in heard[1], heard
+    assert heard[2] == f"downloading {mirror}{TEST_LABELS}.gz"
+
+
+def test_unresponsive_only_mirror_fails_with_timeout(tmp_path):
+    with silent_server() as hung, pytest.raises(DataError, match="timed out"):
+        download("mnist", tmp_path / "dest", mirrors=[hung], connect_timeout=2, read_timeout=0.3)
