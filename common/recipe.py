@@ -128,7 +128,8 @@ def load_toml(path: str | Path, base: Recipe | None = None) -> Recipe:
     """Read a recipe from TOML: top-level keys, or a ``[recipe]`` table."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML, but means no harm.
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise RecipeError(f"cannot read recipe file {str(path)!r}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
@@ -137,6 +138,9 @@ def load_toml(path: str | Path, base: Recipe | None = None) -> Recipe:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"recipe file {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise RecipeError(f"recipe file {str(path)!r} nests arrays or tables too deeply to parse; a recipe is "
+                          "a flat table of field = value lines") from None
     table = doc.get("recipe", doc) if isinstance(doc.get("recipe"), dict) and len(doc) == 1 else doc
     try:
         return from_mapping(table, base)
