@@ -14,9 +14,10 @@ import signal
 import sys
 from pathlib import Path
 
-from mnist_bench.bench import options
+from mnist_bench.bench import options, validate
 from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from mnist_bench.bench.options import csv, fraction, positive_float, positive_int
+from mnist_bench.bench.outside_text import for_terminal
 from mnist_bench.common import parallel
 from mnist_bench.common import recipe as recipes
 from mnist_bench.common import registry
@@ -51,7 +52,7 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--coordinator", metavar="HOST:PORT",
                      help="with --hosts > 1: an address of host 0 every host can reach, with a free port")
     run.add_argument("--seeds", type=positive_int, default=1, help="number of seeds per configuration (default 1)")
-    run.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    run.add_argument("--first-seed", type=options.seed, default=0, help="first seed (default 0; seeds are below 2**32)")
     run.add_argument("--preset", default="default", help=f"recipe preset: {', '.join(recipes.PRESETS)}")
     run.add_argument("--recipe", type=Path, help="TOML file with recipe fields (applied over the preset)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -158,6 +159,7 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
                 if why:
                     raise UsageError(f"{b}/{m} on {args.device} is known to be wrong: {why}. "
                                      "Leave it out, or pass --allow-known-broken to measure it anyway")
+    validate.check_sweep(args.first_seed, args.seeds, len(devices) * sum(len(modes) for modes in chosen.values()))
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     specs = []
     for d in devices:
@@ -194,6 +196,7 @@ def check_topology(args, recipe: recipes.Recipe) -> None:
 def print_summary(records: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="mnist-bench results")
     for column in ("run", "status", "test acc", "macro F1", "samples/s (median)", "first step s", "to target s", "wall s"):
@@ -207,7 +210,9 @@ def print_summary(records: list[dict]) -> None:
             return format(value, spec) if isinstance(value, (int, float)) else "-"
 
         table.add_row(
-            r["run_id"], r["status"] if ok else f"[red]{r['status']}[/red]", fmt(test.get("accuracy"), ".4f"),
+            # Text, not markup: a run id or status from a record file is data.
+            Text(for_terminal(r["run_id"])), Text(for_terminal(r["status"]), style=None if ok else "red"),
+            fmt(test.get("accuracy"), ".4f"),
             fmt(test.get("macro_f1"), ".4f"), fmt(timing.get("steady_samples_per_s"), ",.0f"),
             fmt(timing.get("first_step_s"), ".2f"), fmt(timing.get("time_to_target_s"), ".1f"),
             fmt(timing.get("total_wall_s"), ".1f"),
@@ -215,7 +220,8 @@ def print_summary(records: list[dict]) -> None:
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     for r in records:
         if r["status"] != "ok":
-            print(f"{r['run_id']}: {r['status']}: {(r.get('error') or {}).get('message', '')}", file=sys.stderr)
+            print(for_terminal(f"{r['run_id']}: {r['status']}: {(r.get('error') or {}).get('message', '')}"),
+                  file=sys.stderr)
 
 
 def cmd_run(args) -> int:
@@ -233,6 +239,8 @@ def cmd_run(args) -> int:
         run_dir = args.out or DEFAULT_RESULTS / stamp
         if run_dir.exists() and not run_dir.is_dir():
             raise UsageError(f"--out {run_dir}: exists and is not a directory; choose a run directory")
+    validate.writable_dir(run_dir, "--resume" if args.resume else "--out")
+    validate.check_data(recipe, args.data_dir, say=lambda message: None if args.quiet else print(message, file=sys.stderr))
     config = harness.SweepConfig(
         specs=tuple(specs), recipe=recipe, run_dir=run_dir, threads=args.threads, timeout_s=args.timeout,
         command=shlex.join(["mnist-bench", *sys.argv[1:]]), data_dir=args.data_dir,
@@ -272,8 +280,10 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from mnist_bench.bench.results import report
 
+    validate.run_dirs_with_records(args.run_dirs)
+    validate.writable_dir(args.out or args.run_dirs[0], "--out")
     paths = report.write_report(args.run_dirs, args.out or args.run_dirs[0], strict=args.strict,
-                                warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+                                warn=lambda message: print(for_terminal(f"warning: {message}"), file=sys.stderr))
     for path in paths.values():
         print(path)
     return EXIT_OK
@@ -291,7 +301,9 @@ def cmd_compare(args) -> int:
 def cmd_export_csv(args) -> int:
     from mnist_bench.bench.results import export
 
-    print(export.write_csv(args.run_dirs, args.out, warn=lambda message: print(f"warning: {message}", file=sys.stderr)))
+    validate.run_dirs_with_records(args.run_dirs)
+    validate.writable_file(args.out, "--out")
+    print(export.write_csv(args.run_dirs, args.out, warn=lambda message: print(for_terminal(f"warning: {message}"), file=sys.stderr)))
     return EXIT_OK
 
 
@@ -301,6 +313,8 @@ def cmd_parity(args) -> int:
 
     args.seeds, args.first_seed, args.allow_known_broken = 1, 0, True
     configs = list(dict.fromkeys(parity.ProbeConfig(s.backend, s.mode) for s in plan(args)))
+    validate.writable_dir(args.out, "--out")
+    validate.check_data(parity.parity_recipe(), args.data_dir)
     checks = parity.check(configs, args.data_dir, args.out / "parity-work", args.threads, args.device)
     write_atomic(args.out / "parity.json", {"kind": "parity", "device": args.device, "checks": checks,
                                             "tolerances": {k: vars(t) for k, t in parity.TOLERANCES.items()},
@@ -345,8 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, recipes.RecipeError, registry.UnknownBackend, RecordError) as exc:
-        print(f"mnist-bench {args.command}: error: {exc}", file=sys.stderr)
+    except (UsageError, validate.InputError, recipes.RecipeError, registry.UnknownBackend, RecordError) as exc:
+        print(for_terminal(f"mnist-bench {args.command}: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -9,6 +9,7 @@ The ``argparse`` types here reject bad values with a message naming them.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from mnist_bench.common import registry
@@ -29,12 +30,13 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
+    """A finite number > 0: ``inf`` would reach JSON records (which cannot hold it) and wait forever."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number (finite), got {text!r}")
     return value
 
 
@@ -45,9 +47,40 @@ def fraction(text: str) -> float:
     return value
 
 
+# Every framework seeds through NumPy's legacy ``np.random.seed`` somewhere (Keras'
+# ``set_random_seed`` does), which takes 0 <= seed < 2**32: the narrowest of them.
+SEED_LIMIT = 2**32
+
+
+def seed(text: str) -> int:
+    """A seed every backend accepts: an integer in [0, 2**32)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {SEED_LIMIT - 1} (2**32 - 1: what every "
+                                         f"framework's seeding accepts), got {text!r}")
+    return value
+
+
 def all_cpus() -> int:
     """The CPUs this process may use: the default thread count everywhere."""
     return len(os.sched_getaffinity(0))
+
+
+def thread_count(text: str) -> int:
+    """A positive integer no larger than :func:`all_cpus`.
+
+    A process is pinned to its first ``threads`` usable CPUs, so more threads than
+    CPUs cannot be pinned: the frameworks would oversubscribe the same cores (one
+    crashed with SIGSEGV asking for 10,000) and the figures would measure contention.
+    """
+    value = positive_int(text)
+    if value > all_cpus():
+        raise argparse.ArgumentTypeError(f"{value} threads, but this process may use only {all_cpus()} CPUs "
+                                         f"(its affinity); ask for {all_cpus()} or fewer")
+    return value
 
 
 def add_backends(parser, default: str | None = None, help: str | None = None) -> None:
@@ -70,7 +103,7 @@ def add_device(parser, default: str = "cpu", auto: bool = True, help: str | None
 
 
 def add_threads(parser, default: int | None = None, help: str | None = None, **kwargs) -> None:
-    parser.add_argument("--threads", type=positive_int, default=all_cpus() if default is None else default,
+    parser.add_argument("--threads", type=thread_count, default=all_cpus() if default is None else default,
                         help=help or "CPU threads for every framework (default: all CPUs this process may use)",
                         **kwargs)
 
