@@ -2,6 +2,9 @@
 
 Every run appears, failed ones included (their result columns are empty and
 ``error`` says why), so a row count always equals the number of record files.
+Text cells that a spreadsheet would run as a formula (an error message, a mode
+name, a version string starting with ``=`` ``+`` ``-`` ``@``) get a leading ``'``;
+numbers are written as numbers.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import csv
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from mnist_bench.bench.outside_text import csv_cell
 from mnist_bench.common.records import read_dirs
 
 FIELDS = (
@@ -108,5 +112,5 @@ def write_csv(
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS)
         writer.writeheader()
-        writer.writerows(rows(records))
+        writer.writerows({key: csv_cell(value) for key, value in r.items()} for r in rows(records))
     return path

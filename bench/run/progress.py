@@ -1,4 +1,10 @@
-"""Progress displays for a sweep: live bars on a terminal, plain lines otherwise, or nothing."""
+"""Progress displays for a sweep: live bars on a terminal, plain lines otherwise, or nothing.
+
+Run ids, statuses and error messages are outside text (a plug-in names its backend and
+modes, an exception its message): they are shown as data, never as rich markup or
+terminal control sequences (:mod:`mnist_bench.bench.outside_text`). A ``[/red]`` in an
+error message once stopped a sweep mid-way.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mnist_bench.bench.outside_text import for_markup, for_terminal
 from mnist_bench.common.contention import CONTENDED_SHARE
 
 
 def _outcome(record: dict) -> str:
+    """Plain text, controls shown; markup-escape it before rich sees it."""
     if record["status"] != "ok":
-        return f"{record['status'].upper()}: {(record.get('error') or {}).get('message', '')}"
+        return for_terminal(f"{record['status'].upper()}: {(record.get('error') or {}).get('message', '')}")
     final = record["final"]["test"]
     rate = record["timing"].get("steady_samples_per_s")
     rate_text = f"{rate:,.0f} samples/s" if rate else "no steady-state figure"
@@ -35,7 +43,7 @@ class PlainDisplay:
         self._last = 0.0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(for_terminal(text), file=self.stream, flush=True)
 
     def note(self, text: str) -> None:
         self._print(text)
@@ -79,10 +87,11 @@ class RichDisplay:
         self.tasks: dict[str, int] = {}
 
     def note(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
+        self.console.print(for_terminal(text), markup=False, highlight=False)
 
     def start(self, spec, index: int, total: int) -> None:
-        self.tasks[spec.run_id] = self.progress.add_task(f"[{index + 1}/{total}] {spec.run_id}", total=None, detail="starting")
+        self.tasks[spec.run_id] = self.progress.add_task(for_markup(f"[{index + 1}/{total}] {spec.run_id}"), total=None,
+                                                         detail="starting")
 
     def update(self, spec, event: dict) -> None:
         task = self.tasks.get(spec.run_id)
@@ -97,9 +106,9 @@ class RichDisplay:
     def finish(self, spec, record: dict, kept: bool = False) -> None:
         task = self.tasks.get(spec.run_id)
         if task is None:
-            task = self.tasks[spec.run_id] = self.progress.add_task(spec.run_id, total=1)
+            task = self.tasks[spec.run_id] = self.progress.add_task(for_markup(spec.run_id), total=1, detail="")
         self.progress.update(task, completed=self.progress.tasks[task].total or 1,
-                             detail=("kept: " if kept else "") + _outcome(record))
+                             detail=for_markup(("kept: " if kept else "") + _outcome(record)))
 
     def close(self) -> None:
         self.progress.stop()
