@@ -145,6 +145,7 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
     missing = [registry.not_installed_message(name) for name in backends if not registry.is_available(name)]
     if missing:
         raise UsageError("\n".join(missing) + "\n(or leave it out with --backends)")
+    validate.check_device_offered(backends, args.device)
     try:
         chosen = {b: list(registry.select_modes(b, args.modes)) for b in backends}
     except registry.UnknownMode as exc:

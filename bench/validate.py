@@ -39,6 +39,19 @@ def check_sweep(first_seed: int, seeds: int, runs_per_seed: int) -> None:
                          "--first-seed")
 
 
+def check_device_offered(backends: Iterable[str], device: str) -> None:
+    """Refuse ``--device`` naming a kind a backend's spec does not offer (its worker could only fail)."""
+    from mnist_bench.common import registry
+
+    if device == "auto":
+        return
+    lacking = [name for name in backends if device not in registry.spec(name).devices]
+    if lacking:
+        offered = "; ".join(f"{name}: {', '.join(registry.spec(name).devices)}" for name in lacking)
+        raise InputError(f"--device {device} is not offered by {', '.join(lacking)} ({offered}); choose one they "
+                         "offer, --device auto, or leave them out with --backends")
+
+
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if candidate.exists():

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from mnist_bench.bench import cli
-from mnist_bench.common import records
+from mnist_bench.common import records, registry
 from record_factory import make_record, write_run_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -299,17 +299,19 @@ def test_worker_sigkill_recorded_and_resumed(tmp_path, shared_data_dir, backgrou
 
 @pytest.mark.timeout(300)
 def test_missing_device_fails_fast(tmp_path, shared_data_dir):
-    # This machine has no GPU; where one is visible, ask for a TPU, which PyTorch never offers.
-    device = "tpu" if any(Path("/dev").glob("nvidia[0-9]*")) else "gpu"
+    # This machine has no GPU; where one is visible, JAX is asked for a TPU (PyTorch's spec offers none,
+    # and a kind the spec does not offer is refused before any run: tests/test_input_rules.py).
+    on_gpu = any(Path("/dev").glob("nvidia[0-9]*"))
+    device, backend = ("tpu", "jax") if on_gpu else ("gpu", "torch")
     out = tmp_path / "run"
-    argv = run_argv(shared_data_dir, "--out", out, "--quiet")
+    argv = run_argv(shared_data_dir, "--out", out, "--quiet", backends=backend)
     argv[argv.index("cpu")] = device
     started = time.monotonic()
     done = run_cli(argv, timeout=280)
     elapsed = time.monotonic() - started
     assert done.returncode == cli.EXIT_FAILED, done.stderr[-3000:]
     assert done.stdout == ""
-    rec = record(out, f"torch-eager-{device}-s0")
+    rec = record(out, f"{backend}-{registry.spec(backend).default_mode}-{device}-s0")
     assert rec["status"] == "failed"
     assert rec["error"]["type"] == "DeviceUnavailable"
     assert ("GPU" if device == "gpu" else "'tpu'") in rec["error"]["message"]

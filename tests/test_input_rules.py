@@ -53,6 +53,13 @@ def test_run_values_refused(tmp_path, capsys, extra, named):
     assert_no_run_started(tmp_path)
 
 
+def test_a_device_the_backend_does_not_offer(tmp_path, capsys):
+    """The NumPy oracle runs on the CPU only: --device gpu used to start a worker that could only fail."""
+    refused(capsys, run_args(tmp_path, "--backends", "numpy", "--device", "gpu"), "--device gpu",
+            "not offered by numpy", "numpy: cpu", "--device auto")
+    assert_no_run_started(tmp_path)
+
+
 def test_huge_seed_count_is_refused_at_once(tmp_path, capsys):
     """A mistyped --seeds used to plan (and allocate) every run before saying anything."""
     started = time.monotonic()
