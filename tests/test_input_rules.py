@@ -206,3 +206,34 @@ def test_toml_with_a_byte_order_mark_is_read(tmp_path):
     args = cli.build_parser().parse_args(["run", "--recipe", str(path)])
     recipe = cli.build_recipe(args)
     assert (recipe.epochs, recipe.learning_rate) == (3, 0.05)
+
+
+# --- the tools with their own command lines ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "module, argv, named",
+    [
+        ("bench.benchmarks.driver", ["--timeout=-1"], ["--timeout", "'-1'"]),  # a negative timeout hung
+        ("bench.benchmarks.driver", ["--timeout", "nan"], ["--timeout", "'nan'"]),
+        ("bench.benchmarks.driver", ["--quiet-wait", "nan"], ["--quiet-wait", "'nan'"]),
+        ("bench.benchmarks.driver", ["--threads", "10000"], ["--threads", "10000 threads"]),
+        ("bench.perf.ceiling", ["--threads", "10000"], ["--threads", "10000 threads"]),
+        ("bench.perf.ceiling", ["--batch=-5"], ["--batch", "'-5'"]),  # a NumPy traceback
+        ("bench.perf.overhead", ["--quiet-wait", "inf"], ["--quiet-wait", "'inf'"]),
+        ("bench.perf.profile", ["--steps", "0"], ["--steps", "'0'"]),  # a traceback after the framework loaded
+        ("bench.perf.plain_loops", ["torch", "eager", "--threads", "10000"], ["--threads", "10000 threads"]),
+    ],
+    ids=["driver-timeout-negative", "driver-timeout-nan", "driver-quiet-wait-nan", "driver-threads",
+         "ceiling-threads", "ceiling-batch", "overhead-quiet-wait", "profile-steps", "plain-loops-threads"],
+)
+def test_tool_values_refused(capsys, module, argv, named):
+    import importlib
+
+    tool = importlib.import_module(f"mnist_bench.{module}")
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(argv)
+    assert exit_info.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    for text in named:
+        assert text in err, (text, err)

@@ -77,11 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare-fail", action="append", metavar="EXPR",
                         help="pytest-benchmark regression rule, e.g. median:10%% (default with --compare: "
                              "median:10%%; repeatable)")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per backend (default 3600)")
+    parser.add_argument("--timeout", type=options.positive_float, default=3600.0, help="seconds per backend (default 3600)")
     parser.add_argument("--table", type=Path, metavar="RUN_DIR", help="only print the table of a saved run")
     parser.add_argument("--require-quiet", action=argparse.BooleanOptionalAction, default=True,
                         help="before each pytest process, wait for the CPUs it pins to to be quiet (default: on)")
-    parser.add_argument("--quiet-wait", type=float, default=DEFAULT_QUIET_WAIT_S, metavar="S",
+    parser.add_argument("--quiet-wait", type=options.non_negative_float, default=DEFAULT_QUIET_WAIT_S, metavar="S",
                         help=f"longest wait for a quiet machine, in seconds (default {DEFAULT_QUIET_WAIT_S:g})")
     parser.add_argument("--if-busy", choices=("proceed", "stop"), default="proceed",
                         help="still busy after the wait: proceed (default; that backend's figures are marked "

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 
+from mnist_bench.bench import options
 from mnist_bench.common import flops
 
 
@@ -65,8 +66,8 @@ def measure(batch: int = 64, repeats: int = 7) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.perf.ceiling", description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=options.thread_count, default=options.all_cpus())
+    parser.add_argument("--batch", type=options.positive_int, default=64)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     from mnist_bench.common import peak

@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_data_dir(parser)
     parser.add_argument("--require-quiet", action=argparse.BooleanOptionalAction, default=True,
                         help="wait for a quiet machine before every pair (default on)")
-    parser.add_argument("--quiet-wait", type=float, default=120.0, help="the longest wait, in seconds (default 120)")
+    parser.add_argument("--quiet-wait", type=options.non_negative_float, default=120.0, help="the longest wait, in seconds (default 120)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     return parser
 

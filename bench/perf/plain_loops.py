@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from mnist_bench.bench import options
 from mnist_bench.common import registry
 
 LOG_EVERY = 10  # pytorch/examples' --log-interval: every plain loop reads the loss back this often
@@ -98,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.perf.plain_loops", description=__doc__.splitlines()[0])
     parser.add_argument("backend")
     parser.add_argument("mode")
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--chunk-steps", type=int, default=20)
-    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--steps", type=options.positive_int, default=400)
+    parser.add_argument("--chunk-steps", type=options.positive_int, default=20)
+    parser.add_argument("--threads", type=options.thread_count, required=True)
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
     try:
