@@ -124,12 +124,21 @@ def preset(name: str) -> Recipe:
         raise RecipeError(f"unknown recipe preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
+MAX_RECIPE_BYTES = 1 << 20
+
+
 def load_toml(path: str | Path, base: Recipe | None = None) -> Recipe:
     """Read a recipe from TOML: top-level keys, or a ``[recipe]`` table."""
     path = Path(path)
     try:
+        with path.open("rb") as fh:
+            # A recipe is a dozen lines; reading at most this much keeps --recipe /dev/zero from filling memory.
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise RecipeError(f"recipe file {str(path)!r} is larger than {MAX_RECIPE_BYTES:,} bytes; a recipe is a "
+                              "flat table of field = value lines")
         # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML, but means no harm.
-        text = path.read_text(encoding="utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except OSError as exc:
         raise RecipeError(f"cannot read recipe file {str(path)!r}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

@@ -237,3 +237,9 @@ def test_tool_values_refused(capsys, module, argv, named):
     err = capsys.readouterr().err
     for text in named:
         assert text in err, (text, err)
+
+
+def test_endless_recipe_file_is_refused(tmp_path, capsys):
+    """--recipe /dev/zero read until memory ran out."""
+    refused(capsys, run_args(tmp_path, "--recipe", "/dev/zero"), "/dev/zero", "larger than 1,048,576 bytes")
+    assert_no_run_started(tmp_path)
