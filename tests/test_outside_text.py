@@ -90,8 +90,8 @@ def test_csv_cell(cell, expected):
 
 def test_csv_export_neutralises_formulas_and_keeps_numbers(tmp_path):
     formula = failed_record('=cmd|" /C calc"!A0')
-    negative = make_record(backend="jax", seed=1, mode="-eager", contention={"other_share": -0.0})
-    path = write_csv([write_run_dir(tmp_path, [formula, negative])], tmp_path / "runs.csv")
+    dash = make_record(backend="jax", seed=1, mode="-eager")
+    path = write_csv([write_run_dir(tmp_path, [formula, dash])], tmp_path / "runs.csv")
     with path.open(newline="", encoding="utf-8") as fh:
         rows = {row["backend"]: row for row in csv.DictReader(fh)}
     assert rows["torch"]["error"] == "RuntimeError: =cmd|\" /C calc\"!A0"  # starts with the type: already safe
