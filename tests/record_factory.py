@@ -136,7 +136,7 @@ def make_record(
         "command": f"mnist-bench run --backend {backend} --mode {mode} --seed {seed}",
         "started_at": "2024-06-01T12:00:00+00:00",
         "finished_at": "2024-06-01T12:05:00+00:00",
-        "contention": QUIET if status == "ok" else {"version": 1, "cpus": [0, 1], "threshold": 0.05},
+        "contention": copy.deepcopy(QUIET) if status == "ok" else {"version": 1, "cpus": [0, 1], "threshold": 0.05},
     }
     if status == "ok":
         first_step_s = 1.0
