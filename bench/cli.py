@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--allow-contended", action="store_true",
                          help="judge speed even where a run was measured on a busy machine (by default such a "
                               "match is not judged and the verdict is INCONCLUSIVE, exit 3)")
+    compare.add_argument("--allow-different-recipes", action="store_true",
+                         help="judge even when BASE and NEW differ in recipe, threads, or mnist-bench or framework "
+                              "versions (by default such a comparison is REFUSED, exit 2, listing what differs)")
 
     export = sub.add_parser("export-csv", help="one CSV row per run record")
     export.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -283,7 +286,8 @@ def cmd_compare(args) -> int:
     from mnist_bench.bench.results import compare
 
     result = compare.compare([args.base], [args.new], threshold=args.threshold,
-                             accuracy_threshold=args.accuracy_threshold, allow_contended=args.allow_contended)
+                             accuracy_threshold=args.accuracy_threshold, allow_contended=args.allow_contended,
+                             allow_different=args.allow_different_recipes)
     print(result.render())
     return result.exit_code
 
