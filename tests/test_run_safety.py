@@ -281,3 +281,28 @@ def test_a_killed_harness_takes_its_worker_with_it(tmp_path, shared_data_dir, ba
     while worker_pids(out, FIRST):
         assert time.monotonic() < deadline, "the worker outlived its harness by more than 5 s"
         time.sleep(0.1)
+
+
+def test_stop_once_raises_on_the_first_signal_and_ignores_the_rest():
+    from mnist_bench.bench.run import interrupts
+
+    before = {number: signal.getsignal(number) for number in interrupts.SIGNALS}
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.stop_once():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)  # the handler runs here
+        # The rest of the burst changes nothing: ignored, not a second KeyboardInterrupt.
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+            os.kill(os.getpid(), number)
+        time.sleep(0.1)
+        assert all(signal.getsignal(number) is signal.SIG_IGN for number in interrupts.SIGNALS)
+        # Left without an interrupt, it puts the previous handlers back.
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        with interrupts.stop_once():
+            assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
+        assert {number: signal.getsignal(number) for number in interrupts.SIGNALS} == before
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)

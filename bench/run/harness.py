@@ -332,7 +332,8 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
         elif state["log"] is None:
             waiting = config.require_quiet and state["quiet_wait"] is None
             message = "while waiting for a quiet machine" if waiting else "before its worker started"
-            conclude("interrupted", {"type": "KeyboardInterrupt", "message": f"interrupted {message}; --resume runs it"},
+            conclude("interrupted", {"type": "KeyboardInterrupt",
+                                     "message": f"interrupted {message}; --resume runs it"},
                      state["started_at"], state["quiet_wait"])
         else:
             conclude("interrupted", {"type": "KeyboardInterrupt", "tail": _tail(state["log"]),
