@@ -266,10 +266,11 @@ def test_a_manifest_the_disk_refuses_stops_before_any_run(tmp_path, shared_data_
 @pytest.mark.timeout(300)
 def test_a_killed_harness_takes_its_worker_with_it(tmp_path, shared_data_dir, background):
     out = tmp_path / "run"
-    # One long epoch and no chunk boundary before its end: the worker writes nothing for ~30 s once built,
-    # so only noticing its parent is gone can stop it early.
-    harness = background(argv_for(shared_data_dir, "--out", out, "--chunk-steps", "1000", steps=200,
-                                  train_limit=12800))
+    # One long epoch (900 steps of the full training set, a minute or more at one thread) and no chunk
+    # boundary before its end: once built, the worker writes nothing, so only noticing its parent is gone
+    # can stop it early.
+    harness = background(argv_for(shared_data_dir, "--out", out, "--chunk-steps", "1000", steps=900,
+                                  train_limit=0))
     harness.wait_for_line(rf"^\[1/1\] {FIRST}: starting", timeout=120)
     wait_for_worker(out)
     time.sleep(10)  # past its start-up and its "built" line: training, silent
