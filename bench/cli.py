@@ -238,7 +238,7 @@ def print_summary(records: list[dict]) -> None:
 
 
 def resolve_devices(specs: list, args) -> list:
-    """``specs`` with ``--device auto`` resolved, each backend asked once in a probe process.
+    """``specs`` with ``--device auto`` resolved (:mod:`mnist_bench.bench.run.device_probe`).
 
     A run's device is part of its identity (its run id, its record's path, what ``compare``
     matches), so it is known before the run starts, even for a run that never finishes.

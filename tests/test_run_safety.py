@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -307,3 +308,28 @@ def test_stop_once_raises_on_the_first_signal_and_ignores_the_rest():
     finally:
         for number, handler in before.items():
             signal.signal(number, handler)
+
+
+@pytest.mark.timeout(300)
+def test_the_device_probe_asks_the_framework_in_its_own_process(monkeypatch, tmp_path):
+    from mnist_bench.bench.run import device_probe, process
+    from mnist_bench.bench.run.harness import RunSpec
+
+    answer = device_probe.probe("torch", "eager", 1)  # a real probe process: the framework never enters this one
+    assert answer in ("cpu", "gpu", "tpu")
+    if device_probe.no_accelerator():
+        assert answer == "cpu"
+    # Where no accelerator node exists, or the spec offers the CPU only, nothing needs asking.
+    (tmp_path / "dev").mkdir()
+    assert device_probe.no_accelerator(tmp_path / "dev") is sys.platform.startswith("linux")
+    (tmp_path / "dev" / "nvidia0").touch()
+    assert device_probe.no_accelerator(tmp_path / "dev") is False
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("no probe process was needed")
+
+    monkeypatch.setattr(process, "run", no_process)
+    assert device_probe.probe("numpy", "eager", 1) == "cpu"
+    monkeypatch.setattr(device_probe, "no_accelerator", lambda: True)
+    specs = [RunSpec("torch", "eager", "auto", 0), RunSpec("jax", "compiled", "gpu", 0)]
+    assert [spec.device for spec in device_probe.resolve(specs, 1)] == ["cpu", "gpu"]

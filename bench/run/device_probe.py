@@ -6,7 +6,9 @@ that timed out or was interrupted before it got that far would be recorded as
 ``auto`` and never match its finished twin. So the harness asks each backend once
 per sweep, in a short process of its own (the framework must not enter the
 harness's process), which device kind ``auto`` means, and plans every run with
-the answer. An implementation whose spec offers the CPU only needs no probe.
+the answer. No probe is needed for an implementation whose spec offers the CPU only,
+nor on a Linux machine with no accelerator device node at all (no GPU or TPU driver
+has anything to offer there, so every framework falls back to the CPU).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from mnist_bench.bench.run import process
 from mnist_bench.common import registry
 
 PROBE_TIMEOUT_S = 300.0  # a framework import on a busy 2-core machine takes tens of seconds
 _ANSWER = "@@device "
+# CUDA (nvidia0...), ROCm (kfd), TPU VMs (accel0..., or vfio on newer generations).
+ACCELERATOR_NODES = ("nvidia[0-9]*", "kfd", "accel[0-9]*", "vfio/[0-9]*")
 
 
 class DeviceProbeFailed(RuntimeError):
@@ -44,8 +49,15 @@ def probe(backend: str, mode: str, threads: int) -> str:
     return json.loads(answers[-1])
 
 
+def no_accelerator(dev: Path = Path("/dev")) -> bool:
+    """True on Linux when no GPU or TPU device node exists: ``auto`` can only mean the CPU."""
+    return sys.platform.startswith("linux") and not any(any(dev.glob(pattern)) for pattern in ACCELERATOR_NODES)
+
+
 def resolve(specs: list, threads: int) -> list:
     """``specs`` (``RunSpec``) with ``device="auto"`` replaced by each backend's answer, one probe per backend."""
+    if no_accelerator():
+        return [replace(spec, device="cpu") if spec.device == "auto" else spec for spec in specs]
     answers: dict[str, str] = {}
     resolved = []
     for spec in specs:
