@@ -1,8 +1,18 @@
 """``mnist-bench``: run matched training sweeps, and report and compare their results.
 
-Exit codes: 0 success; 1 a run failed or ``compare`` found a regression;
-2 bad input (the message names the value and what is allowed); 3 ``compare`` could
-not judge a speed because a run was measured on a busy machine; 130 interrupted.
+A run directory never loses a result: ``run --out DIR`` refuses a directory that
+already holds records (``--resume DIR`` completes its plan, ``--overwrite``
+re-measures its runs in place, replacing each record only when its new one is
+written), and ``--resume`` refuses a request whose plan differs from the
+directory's ``manifest.json`` unless ``--extend`` adds runs measured the same way.
+
+Exit codes: 0 success; 1 a run failed (its record says why), a record could not be
+written (the message names the file, the error and the runs left without a record),
+or ``compare`` found a regression; 2 bad input, a run directory's rules refused the
+request, or ``compare`` was asked to compare runs of different recipes or versions
+(the message names what differs and the way out); 3 ``compare`` could not judge a
+speed because a run was measured on a busy machine; 130 interrupted (the first
+Ctrl-C or SIGTERM; the in-flight run is recorded as interrupted, later ones are ignored).
 """
 
 from __future__ import annotations
@@ -10,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import shlex
-import signal
 import sys
 from pathlib import Path
 
@@ -65,9 +74,16 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--chunk-steps", type=positive_int, default=20, help="steps between clock reads (default 20)")
     run.add_argument("--target-accuracy", type=fraction, default=0.99, help="for time-to-target (default 0.99)")
     where = run.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, help=f"run directory (default: {DEFAULT_RESULTS}/<UTC time>)")
+    where.add_argument("--out", type=Path, help=f"a new run directory (default: {DEFAULT_RESULTS}/<UTC time>); one "
+                                                "that already holds records is refused unless --overwrite")
     where.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                       help="complete RUN_DIR: re-run only runs whose record is missing or not ok")
+                       help="complete RUN_DIR's plan (give the options that planned it; manifest.json is checked): "
+                            "re-run only runs whose record is missing or not ok")
+    run.add_argument("--overwrite", action="store_true",
+                     help="with --out on a directory holding records: re-run the requested runs there, replacing "
+                          "each record only when its new one is written (the settings must match manifest.json)")
+    run.add_argument("--extend", action="store_true",
+                     help="with --resume: also add the requested runs that RUN_DIR's plan lacks (same settings)")
     run.add_argument("--allow-known-broken", action="store_true",
                      help="run modes known to compute wrong results here (see docs/framework-bugs.md)")
     run.add_argument("--no-peak-probe", action="store_true",
@@ -104,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--allow-contended", action="store_true",
                          help="judge speed even where a run was measured on a busy machine (by default such a "
                               "match is not judged and the verdict is INCONCLUSIVE, exit 3)")
+    compare.add_argument("--allow-different-recipes", action="store_true",
+                         help="judge even when BASE and NEW differ in recipe, threads, or mnist-bench or framework "
+                              "versions (by default such a comparison is REFUSED, exit 2, listing what differs)")
 
     export = sub.add_parser("export-csv", help="one CSV row per run record")
     export.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -225,39 +244,65 @@ def print_summary(records: list[dict]) -> None:
                   file=sys.stderr)
 
 
+def resolve_devices(specs: list, args) -> list:
+    """``specs`` with ``--device auto`` resolved (:mod:`mnist_bench.bench.run.device_probe`).
+
+    A run's device is part of its identity (its run id, its record's path, what ``compare``
+    matches), so it is known before the run starts, even for a run that never finishes.
+    """
+    from mnist_bench.bench.run import device_probe
+
+    try:
+        specs = device_probe.resolve(specs, args.threads)
+    except device_probe.DeviceProbeFailed as exc:
+        raise UsageError(f"{exc}; name the device with --device cpu, gpu or tpu") from None
+    if not args.allow_known_broken:
+        for spec in specs:
+            if why := registry.known_broken(spec.backend, spec.mode, spec.device):
+                raise UsageError(f"{spec.backend}/{spec.mode} on {spec.device} (what --device {args.device} means "
+                                 f"here) is known to be wrong: {why}. Leave it out, or pass --allow-known-broken")
+    return specs
+
+
 def cmd_run(args) -> int:
-    from mnist_bench.bench.run import harness, progress
+    from mnist_bench.bench.run import harness, interrupts, progress
+    from mnist_bench.bench.run import run_dir as run_dirs
 
     recipe = build_recipe(args)
     check_topology(args, recipe)
     specs = plan(args, args.devices, args.hosts)
+    if args.overwrite and not args.out:
+        raise UsageError("--overwrite re-runs runs in the directory given with --out; --resume keeps ok runs")
+    if args.extend and not args.resume:
+        raise UsageError("--extend adds runs to the plan of the directory given with --resume RUN_DIR")
     if args.resume:
         if not args.resume.is_dir():
             raise UsageError(f"--resume {args.resume}: no such run directory")
-        run_dir = args.resume
+        run_dir, action = args.resume, "extend" if args.extend else "resume"
     else:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        run_dir = args.out or DEFAULT_RESULTS / stamp
+        run_dir, action = args.out or DEFAULT_RESULTS / stamp, "overwrite" if args.overwrite else "out"
         if run_dir.exists() and not run_dir.is_dir():
             raise UsageError(f"--out {run_dir}: exists and is not a directory; choose a run directory")
     validate.writable_dir(run_dir, "--resume" if args.resume else "--out")
     validate.check_data(recipe, args.data_dir, say=lambda message: None if args.quiet else print(message, file=sys.stderr))
-    config = harness.SweepConfig(
-        specs=tuple(specs), recipe=recipe, run_dir=run_dir, threads=args.threads, timeout_s=args.timeout,
-        command=shlex.join(["mnist-bench", *sys.argv[1:]]), data_dir=args.data_dir,
-        chunk_steps=args.chunk_steps, target_accuracy=args.target_accuracy, resume=bool(args.resume),
-        allow_known_broken=args.allow_known_broken, peak_probe=not args.no_peak_probe,
-        host_rank=args.host_rank, coordinator=args.coordinator,
-        require_quiet=args.require_quiet, quiet_wait_s=args.quiet_wait, if_busy=args.if_busy,
-    )
-    # SIGTERM (a scheduler, `kill`) ends the sweep the way Ctrl-C does: the current
-    # worker is stopped and recorded as interrupted, and --resume completes the rest.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    if not args.quiet:
-        print(f"run directory: {run_dir}  ({len(specs)} runs, {args.threads} threads each)")
     try:
-        results = harness.run_sweep(config, progress.make_display(args.quiet))
-    except harness.RunDirBusy as exc:
+        # Ctrl-C or SIGTERM (a scheduler, `kill`) ends the sweep once: the current worker is stopped and
+        # recorded as interrupted, further signals are ignored while that happens, and --resume does the rest.
+        with interrupts.stop_once():
+            specs = resolve_devices(specs, args)
+            config = harness.SweepConfig(
+                specs=tuple(specs), recipe=recipe, run_dir=run_dir, threads=args.threads, timeout_s=args.timeout,
+                command=shlex.join(["mnist-bench", *sys.argv[1:]]), data_dir=args.data_dir,
+                chunk_steps=args.chunk_steps, target_accuracy=args.target_accuracy, action=action,
+                allow_known_broken=args.allow_known_broken, peak_probe=not args.no_peak_probe,
+                host_rank=args.host_rank, coordinator=args.coordinator,
+                require_quiet=args.require_quiet, quiet_wait_s=args.quiet_wait, if_busy=args.if_busy,
+            )
+            if not args.quiet:
+                print(f"run directory: {run_dir}  ({len(specs)} runs, {args.threads} threads each)")
+            results = harness.run_sweep(config, progress.make_display(args.quiet))
+    except (harness.RunDirBusy, run_dirs.DirectoryRefused) as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished runs are in {run_dir}; complete them with: "
@@ -266,6 +311,11 @@ def cmd_run(args) -> int:
     except harness.MachineBusy as exc:
         print(f"stopped: the machine is busy: {exc}. Finished runs are in {run_dir}; when it is quiet, complete "
               f"them with: mnist-bench run --resume {run_dir} <same options>", file=sys.stderr)
+        return EXIT_FAILED
+    except harness.NotRecorded as exc:
+        print(f"mnist-bench run: error: {exc}\nthe sweep stopped; runs without a record ({len(exc.unrecorded)}): "
+              f"{', '.join(exc.unrecorded)}\nfree the disk (or make {run_dir} writable), then complete them with: "
+              f"mnist-bench run --resume {run_dir} <same options>", file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:
         print_summary(results)
@@ -294,8 +344,9 @@ def cmd_compare(args) -> int:
     from mnist_bench.bench.results import compare
 
     result = compare.compare([args.base], [args.new], threshold=args.threshold,
-                             accuracy_threshold=args.accuracy_threshold, allow_contended=args.allow_contended)
-    print(result.render())
+                             accuracy_threshold=args.accuracy_threshold, allow_contended=args.allow_contended,
+                             allow_different=args.allow_different_recipes)
+    print(for_terminal(result.render()))
     return result.exit_code
 
 

@@ -21,7 +21,7 @@ $PY -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,jax --modes d
     --data-dir "$DATA" --out results/overhead/default-modes.json | tee results/overhead/default-modes.txt
 
 step "the reference comparison: tuned modes, 3 seeds, the default recipe"
-bash scripts/compare.sh --data-dir "$DATA" --device cpu --seeds 3 --modes tuned --out results/reference-cpu --quiet
+bash scripts/compare.sh --data-dir "$DATA" --device cpu --seeds 3 --modes tuned --out results/reference-cpu --overwrite --quiet
 
 step "the fp32 matmul peak and the GEMM-only ceiling"
 $PY -m mnist_bench.common.peak | tee "$MACHINE/peak.json"

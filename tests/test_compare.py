@@ -153,3 +153,70 @@ def test_cli_exit_code_for_an_inconclusive_comparison(tmp_path):
     new = write_run_dir(tmp_path, busy(sweep(), "torch"), "new")
     assert cli.main(["compare", str(base), str(new)]) == 3
     assert cli.main(["compare", str(base), str(new), "--allow-contended"]) == 0
+
+
+# --- both sides must be measured the same way (issue 17) ------------------------------------------------
+
+
+def sweep_with(**overrides) -> list[dict]:
+    """:func:`sweep`'s records, with ``overrides`` deep-merged into each."""
+    return [make_record(backend=backend, seed=seed, samples_per_s=rate, **overrides)
+            for backend, rate in RATES.items() for seed in range(3)]
+
+
+def test_different_recipes_are_refused_and_listed(tmp_path):
+    base = write_run_dir(tmp_path, sweep(), "base")
+    new = write_run_dir(tmp_path, sweep_with(recipe={"epochs": 5}), "new")
+    result = compare([base], [new])
+    assert result.refused and result.exit_code == 2
+    text = result.render()
+    assert "recipe.epochs: base 2, new 5" in text and "REFUSED" in text.splitlines()[-1]
+    assert "--allow-different-recipes" in text and "OK" not in text
+    allowed = compare([base], [new], allow_different=True)
+    assert allowed.exit_code == 0 and not allowed.refused
+    assert "measured differently (allowed by --allow-different-recipes):" in allowed.render()
+    assert "recipe.epochs: base 2, new 5" in allowed.render()
+
+
+def test_different_framework_or_mnist_bench_versions_are_refused(tmp_path):
+    base = write_run_dir(tmp_path, sweep(), "base")
+    upgraded = sweep_with(mnist_bench={"version": "0.2.0"})
+    for record in upgraded:
+        if record["backend"] == "torch":
+            record["versions"]["torch"] = "2.4.0"
+    new = write_run_dir(tmp_path, upgraded, "new")
+    result = compare([base], [new])
+    assert result.exit_code == 2
+    assert result.differences == ['mnist-bench version: base "0.1.0", new "0.2.0"',
+                                  'torch: torch version: base "2.3.1", new "2.4.0"']
+    # Runs that never built their backend carry no versions and are no difference.
+    never_built = make_record(backend="torch", seed=0, status="timeout", versions={"torch": "9.9"})
+    del never_built["versions"]
+    dead = write_run_dir(tmp_path, [never_built], "dead")
+    assert compare([base], [dead]).differences == []
+
+
+def test_different_threads_are_refused(tmp_path):
+    base = write_run_dir(tmp_path, sweep(), "base")
+    new = write_run_dir(tmp_path, sweep_with(threads={"requested": 2}), "new")
+    old = write_run_dir(tmp_path, sweep_with(threads={"requested": 1}), "old")
+    assert compare([old], [new]).differences == ["threads: base 1, new 2"]
+    assert compare([base], [new]).differences == []  # records that do not say how many threads they asked for
+
+
+def test_cli_refuses_different_recipes_and_names_invalid_records(tmp_path, capsys):
+    from mnist_bench.bench import cli
+
+    base = write_run_dir(tmp_path, sweep(), "base")
+    new = write_run_dir(tmp_path, sweep_with(recipe={"learning_rate": 0.05}), "new")
+    assert cli.main(["compare", str(base), str(new)]) == 2
+    out = capsys.readouterr().out
+    assert "recipe.learning_rate: base 0.01, new 0.05" in out and "REFUSED" in out
+    assert cli.main(["compare", str(base), str(new), "--allow-different-recipes"]) == 0
+    capsys.readouterr()
+    nan = make_record(backend="torch", seed=0)
+    nan["timing"]["steady_samples_per_s"] = float("inf")
+    bad = write_run_dir(tmp_path, [nan], "bad")
+    assert cli.main(["compare", str(base), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "timing/steady_samples_per_s: not a finite number (NaN or infinity)" in err and "Traceback" not in err

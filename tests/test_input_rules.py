@@ -243,3 +243,20 @@ def test_endless_recipe_file_is_refused(tmp_path, capsys):
     """--recipe /dev/zero read until memory ran out."""
     refused(capsys, run_args(tmp_path, "--recipe", "/dev/zero"), "/dev/zero", "larger than 1,048,576 bytes")
     assert_no_run_started(tmp_path)
+
+
+@pytest.mark.parametrize("modes", ["compiled", "all"])
+def test_known_broken_mode_under_device_auto(tmp_path, capsys, shared_data_dir, monkeypatch, modes):
+    """--device auto on a CPU host is the CPU, so a mode known to be wrong there is refused as with --device cpu.
+
+    It used to start the run, which failed in its worker (exit 1); the device is now resolved before any
+    run (bench/run/device_probe.py). A host with no accelerator is assumed, so the test reads the same anywhere.
+    """
+    from mnist_bench.bench.run import device_probe
+
+    monkeypatch.setattr(device_probe, "no_accelerator", lambda *args: True)
+    argv = ["run", "--backends", "torch", "--modes", modes, "--preset", "quick", "--quiet", "--no-peak-probe",
+            "--no-require-quiet", "--data-dir", shared_data_dir, "--out", tmp_path / "out"]
+    refused(capsys, argv, "torch/compiled on cpu", "what --device auto means", "known to be wrong",
+            "--allow-known-broken")
+    assert_no_run_started(tmp_path)

@@ -229,3 +229,28 @@ def test_markup_in_any_record_field_is_escaped_in_both_formats(tmp_path):
     for table in tables:
         pipes = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
         assert len(pipes) == 1, table  # every row has as many cells as the header
+
+
+def test_records_with_nan_from_older_code_are_named_and_the_rest_reported(tmp_path, capsys):
+    # Issue 17: older mnist-bench wrote NaN (json.dump allows it) into records, manifests and parity.json.
+    from mnist_bench.bench import cli
+
+    runs = sweep()
+    runs[0]["timing"]["steady_samples_per_s"] = float("nan")
+    runs[1]["epochs"][0]["train_loss"] = float("inf")
+    runs[2]["final"]["test"]["accuracy"] = float("nan")
+    run_dir = write_run_dir(tmp_path, runs)
+    (run_dir / "parity.json").write_text('{"checks": [{"a": "torch", "b": "jax", "check": "forward_logits",'
+                                         ' "max_abs_diff": NaN, "tolerance": 1e-5, "passed": false}]}')
+    (run_dir / "manifest.json").write_text('{"command": "mnist-bench run", "matmul_peak": {"gflops": NaN}}')
+    assert cli.main(["report", str(run_dir), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for run, field in zip(runs, ("timing/steady_samples_per_s", "epochs/0/train_loss", "final/test/accuracy")):
+        assert f"{run['run_id']}.run.json: invalid at {field}: not a finite number (NaN or infinity)" in err
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "Skipped files" in md and "not a finite number" in md
+    assert f"{len(runs) - 3} runs in 1 run directory" in md
+    # --strict stops at the first one, as a clear error (exit 2), not a traceback.
+    assert cli.main(["report", str(run_dir), "--out", str(tmp_path / "strict"), "--strict"]) == 2
+    assert "not a finite number" in capsys.readouterr().err

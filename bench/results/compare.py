@@ -14,6 +14,12 @@ a match was contended (its record says other processes used more than the
 threshold of its CPUs), samples/s is not judged unless ``allow_contended`` is
 given, and the verdict is INCONCLUSIVE (exit 3) rather than OK. Accuracy is still
 judged: contention slows training, it does not change what is computed.
+
+Two result sets trained on different recipes, threads or versions (of mnist-bench or of a
+framework) are not compared: the verdict is REFUSED (exit 2), listing what differs
+(:mod:`mnist_bench.bench.results.provenance`), unless ``allow_different`` says the difference
+is what is being measured. A record with a NaN or infinite figure is invalid, and
+:func:`compare` raises on it, naming the file and the field.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from mnist_bench.bench.results import contended as load
+from mnist_bench.bench.results import provenance
 from mnist_bench.bench.results.grouping import GroupKey, group_runs
 from mnist_bench.common.records import read_dirs
 
 # Comparisons at exactly the threshold must not flip on float rounding.
 _SLACK = 1e-12
-EXIT_OK, EXIT_REGRESSED, EXIT_INCONCLUSIVE = 0, 1, 3
+EXIT_OK, EXIT_REGRESSED, EXIT_REFUSED, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,13 @@ class Comparison:
     new_runs: int = 0
     notes: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # finished ok in base, absent from new: always a regression
+    differences: list[str] = field(default_factory=list)  # recipe, threads, versions that differ between the sides
+    allow_different: bool = False
+
+    @property
+    def refused(self) -> bool:
+        """The two sides were not measured the same way and nobody said that was the point."""
+        return bool(self.differences) and not self.allow_different
 
     @property
     def regressed(self) -> bool:
@@ -105,7 +119,10 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
-        """1 when anything regressed, else 3 when a speed could not be judged (contended runs), else 0."""
+        """2 when refused (different recipes or versions); else 1 when anything regressed, else 3 when a speed
+        could not be judged (contended runs), else 0."""
+        if self.refused:
+            return EXIT_REFUSED
         if self.regressed:
             return EXIT_REGRESSED
         return EXIT_INCONCLUSIVE if self.inconclusive else EXIT_OK
@@ -119,6 +136,13 @@ class Comparison:
 
     def render(self) -> str:
         """A plain-text table of every match, then regressions, unmatched runs and the verdict."""
+        if self.refused:
+            return "\n".join([
+                f"compare: base {self.base_runs} runs, new {self.new_runs} runs were not measured the same way:",
+                *(f"  - {line}" for line in self.differences), "",
+                "REFUSED: a difference between these result sets could come from any of the above, not from the "
+                "code; compare runs of one recipe and one set of versions, or pass --allow-different-recipes when "
+                "the difference is what you are measuring (e.g. two releases of a framework)"])
         headers = ("match", "base samples/s", "new samples/s", "ratio", "base acc", "new acc", "Δacc", "verdict")
         table = [headers] + [
             (
@@ -144,6 +168,9 @@ class Comparison:
             for row in table
         ]
         lines += self.notes
+        if self.differences:
+            lines += ["", "measured differently (allowed by --allow-different-recipes):"] + [
+                f"  - {line}" for line in self.differences]
         if self.reasons:
             lines += ["", "regressions:"] + [f"  - {reason}" for reason in self.reasons]
         if self.inconclusive:
@@ -225,7 +252,7 @@ def _problems(base: Side, new: Side, threshold: float, accuracy_threshold: float
 
 def compare_records(
     base: list[dict], new: list[dict], *, threshold: float = 0.10, accuracy_threshold: float = 0.005,
-    allow_contended: bool = False,
+    allow_contended: bool = False, allow_different: bool = False,
 ) -> Comparison:
     """:func:`compare` on records already loaded."""
     base_groups, new_groups = group_runs(base), group_runs(new)
@@ -272,7 +299,7 @@ def compare_records(
     if any(match.seed is None for match in matches):
         notes.append("(group median: the two sides share no seed for that group, so their medians were compared)")
     return Comparison(matches, unmatched_base, unmatched_new, threshold, accuracy_threshold, len(base), len(new), notes,
-                      missing)
+                      missing, provenance.differences(base, new), allow_different)
 
 
 def compare(
@@ -282,6 +309,7 @@ def compare(
     threshold: float = 0.10,
     accuracy_threshold: float = 0.005,
     allow_contended: bool = False,
+    allow_different: bool = False,
     strict: bool = True,
     warn: Callable[[str], None] | None = print,
 ) -> Comparison:
@@ -290,10 +318,12 @@ def compare(
     ``threshold`` is the tolerated fractional slowdown in training samples/s
     (0.10: new may be down to 0.90x base); ``accuracy_threshold`` the tolerated
     absolute drop in final test accuracy (0.005: half a percentage point).
+    ``allow_different`` judges the two sides even when their recipes, threads or
+    versions differ (else the comparison is refused, exit code 2).
     A bad record file raises with ``strict`` (the default, since a silently
     skipped run could hide a regression), else it is skipped via ``warn``.
     """
     base = read_dirs(base_dirs, strict=strict, warn=warn)
     new = read_dirs(new_dirs, strict=strict, warn=warn)
     return compare_records(base, new, threshold=threshold, accuracy_threshold=accuracy_threshold,
-                           allow_contended=allow_contended)
+                           allow_contended=allow_contended, allow_different=allow_different)

@@ -4,13 +4,24 @@ Every run gets a fresh interpreter (:mod:`mnist_bench.bench.run.worker`), a per-
 its own log. Whatever happens to a worker -- an exception, a crash, SIGKILL, a
 hang, a diverging loss, Ctrl-C -- the run ends with a schema-valid record in the
 run directory, and the runs before and after it are unaffected. A lock keeps
-two harnesses out of one run directory; ``resume`` re-runs only the runs whose
-record is missing or not ``ok``.
+two harnesses out of one run directory; what a sweep may add to a directory that
+already holds records is decided by :mod:`mnist_bench.bench.run.run_dir`, and
+``resume`` re-runs only the runs whose record is missing or not ``ok``.
+
+A record is replaced only when its successor is written: the worker writes its
+record to ``<run id>.pending.json`` and the harness moves it over the old one
+(``os.replace``, atomic). A run that was interrupted, or not started because the
+machine stayed busy, says nothing about the code, so where the directory already
+holds an ``ok`` record for it (``--overwrite``) that record is kept, and stays the
+run's result until a later sweep replaces it. A record that cannot be written (a
+full or read-only disk) stops the sweep with :class:`NotRecorded`, naming the file,
+the error and every run left without a record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -22,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from mnist_bench.bench.run import process, record
+from mnist_bench.bench.run import process, record, run_dir
 from mnist_bench.bench.run.record import now
 from mnist_bench.bench.run.worker import PROGRESS_PREFIX
 from mnist_bench.common import contention, machine, records
@@ -36,6 +47,28 @@ class RunDirBusy(RuntimeError):
 
 class MachineBusy(RuntimeError):
     """The machine did not become quiet in time and the sweep was told to stop (``--if-busy stop``)."""
+
+
+class NotRecorded(RuntimeError):
+    """A file of the run directory could not be written (disk full, read-only, gone); the sweep stops."""
+
+    def __init__(self, path: Path, error: OSError, unrecorded: tuple[str, ...] = (), note: str = "") -> None:
+        self.path, self.error, self.unrecorded, self.note = Path(path), error, unrecorded, note
+        name = errno.errorcode.get(error.errno, "") if error.errno else ""
+        self.reason = f"[Errno {error.errno}{' ' + name if name else ''}] {error.strerror or error}"
+        super().__init__(f"could not write {self.path}: {self.reason}" + (f" ({note})" if note else ""))
+
+    def without(self, unrecorded: list[str]) -> "NotRecorded":
+        """The same failure, naming the runs it left without a record."""
+        return NotRecorded(self.path, self.error, tuple(unrecorded), self.note)
+
+
+def _write(path: Path, document) -> Path:
+    """:func:`records.write_atomic`, raising :class:`NotRecorded` when the disk refuses."""
+    try:
+        return records.write_atomic(path, document)
+    except OSError as exc:
+        raise NotRecorded(path, exc) from None
 
 
 @dataclass(frozen=True)
@@ -64,7 +97,7 @@ class SweepConfig:
     data_dir: str | None = None
     chunk_steps: int = 20
     target_accuracy: float = 0.99
-    resume: bool = False
+    action: str = "out"  # or "overwrite", "resume", "extend": what run_dir.prepare allows in run_dir
     allow_known_broken: bool = False
     peak_probe: bool = True
     host_rank: int = 0  # with hosts > 1: this host's place, and where host 0 listens
@@ -109,6 +142,11 @@ def locked(run_dir: Path) -> Iterator[None]:
 
 def record_path(run_dir: Path, spec: RunSpec) -> Path:
     return run_dir / f"{spec.run_id}{records.RECORD_SUFFIX}"
+
+
+def pending_path(run_dir: Path, spec: RunSpec) -> Path:
+    """Where the worker writes its record; not a ``*.run.json`` name, so no reader takes it for a result."""
+    return run_dir / f"{spec.run_id}.pending.json"
 
 
 def existing_ok(path: Path) -> dict | None:
@@ -186,9 +224,16 @@ def wait_for_quiet(spec: RunSpec, config: SweepConfig, display: Display) -> dict
 
 def _conclude(path: Path, spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict,
               status: str, error: dict, started_at: str, quiet_wait: dict | None = None) -> dict:
-    """Write the harness's record for a run the worker could not record, and show it."""
+    """Write the harness's record for a run the worker could not record, and show it.
+
+    An ``interrupted`` run (stopped, or never started) does not replace an ``ok`` record already there.
+    """
+    if status == "interrupted" and (kept := existing_ok(path)) is not None:
+        display.note(f"{spec.run_id}: {error['message'].split(';')[0]}; its earlier ok record "
+                     f"(started {kept['started_at']}) is kept")
+        return kept
     written = record.for_harness(spec, config, status, error, started_at, info, machine_info, quiet_wait)
-    records.write_atomic(path, written)
+    _write(path, written)
     display.finish(spec, written)
     return written
 
@@ -222,8 +267,12 @@ def _run_worker(spec: RunSpec, config: SweepConfig, request: dict, log_path: Pat
     Interrupted (Ctrl-C, SIGTERM), the worker's group is killed and KeyboardInterrupt goes on.
     """
     request_path = config.run_dir / f"{spec.run_id}.request.json"
-    records.write_atomic(request_path, request)
-    with open(log_path, "w", encoding="utf-8") as log:
+    _write(request_path, request)
+    try:
+        log = open(log_path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise NotRecorded(log_path, exc) from None
+    with log:
         proc = process.start(
             process.python("-m", "mnist_bench.bench.run.worker", str(request_path)),
             env=process.child_env({"PYTHONUNBUFFERED": "1"}), stdout=subprocess.PIPE, stderr=log, text=True,
@@ -247,38 +296,71 @@ def _written_record(path: Path) -> tuple[dict | None, str | None]:
         return None, str(exc)
 
 
+def _adopt(pending: Path, path: Path) -> tuple[dict | None, str | None]:
+    """Move the worker's valid record over ``path``: (the record, None), (None, why it is unusable) or (None, None)."""
+    written, invalid = _written_record(pending)
+    if written is not None:
+        try:
+            os.replace(pending, path)
+        except OSError as exc:
+            raise NotRecorded(path, exc, note=f"the worker's record is kept in {pending}") from None
+    elif invalid is not None:
+        with contextlib.suppress(OSError):
+            pending.unlink()
+    return written, invalid
+
+
 def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict,
-            matmul_peak: dict | None = None) -> dict:
-    path = record_path(config.run_dir, spec)
-    path.unlink(missing_ok=True)  # a record present after the run is this run's
+            matmul_peak: dict | None = None, place: tuple[int, int] = (0, 1)) -> dict:
+    """Run ``spec`` (the ``place``-th of a sweep: index, total) and return its record, in the run directory by then.
+
+    KeyboardInterrupt (the first Ctrl-C or SIGTERM; :mod:`.interrupts` ignores the rest) goes on once the run
+    is recorded: the worker's own record if it finished in time, else an ``interrupted`` one. A run is
+    announced as starting only inside that guarantee.
+    """
+    path, pending = record_path(config.run_dir, spec), pending_path(config.run_dir, spec)
     conclude = functools.partial(_conclude, path, spec, config, display, info, machine_info)
+    state = {"started_at": now(), "quiet_wait": None, "log": None}
     try:
-        quiet_wait = wait_for_quiet(spec, config, display)
+        display.start(spec, *place)
+        pending.unlink(missing_ok=True)  # left by a harness killed mid-run: not this run's
+        return _attempt(spec, config, display, info, matmul_peak, conclude, state, path, pending)
     except KeyboardInterrupt:
-        conclude("interrupted", {"type": "KeyboardInterrupt",
-                                 "message": "interrupted while waiting for a quiet machine; --resume runs it"}, now())
+        written, _ = _adopt(pending, path)  # it may have finished as the signal came
+        if written is not None:
+            display.finish(spec, written)
+        elif state["log"] is None:
+            waiting = config.require_quiet and state["quiet_wait"] is None
+            message = "while waiting for a quiet machine" if waiting else "before its worker started"
+            conclude("interrupted", {"type": "KeyboardInterrupt",
+                                     "message": f"interrupted {message}; --resume runs it"},
+                     state["started_at"], state["quiet_wait"])
+        else:
+            conclude("interrupted", {"type": "KeyboardInterrupt", "tail": _tail(state["log"]),
+                                     "message": "interrupted by the user (Ctrl-C or SIGTERM); --resume re-runs it"},
+                     state["started_at"], state["quiet_wait"])
         raise
-    started_at = now()
+
+
+def _attempt(spec: RunSpec, config: SweepConfig, display: Display, info: dict, matmul_peak: dict | None,
+             conclude, state: dict, path: Path, pending: Path) -> dict:
+    state["quiet_wait"] = quiet_wait = wait_for_quiet(spec, config, display)
+    state["started_at"] = started_at = now()
     if quiet_wait is not None and not quiet_wait["quiet"] and config.if_busy == "stop":
         written = conclude("interrupted", {
             "type": "MachineBusy",
             "message": f"not started: other processes used {quiet_wait['other_share']:.0%} of its CPUs after "
                        f"waiting {quiet_wait['waited_s']:g} s (--if-busy stop); --resume runs it later"},
             started_at, quiet_wait)
-        raise MachineBusy(written["error"]["message"])
-    log_path = config.run_dir / f"{spec.run_id}.log"
-    try:
-        code = _run_worker(spec, config, _request(spec, config, path, info, matmul_peak, quiet_wait), log_path, display)
-    except KeyboardInterrupt:
-        conclude("interrupted", {"type": "KeyboardInterrupt", "tail": _tail(log_path),
-                                 "message": "interrupted by the user (Ctrl-C); --resume re-runs it"},
-                 started_at, quiet_wait)
-        raise
+        raise MachineBusy(written["error"]["message"] if written["status"] != "ok" else "the machine stayed busy")
+    state["log"] = log_path = config.run_dir / f"{spec.run_id}.log"
+    code = _run_worker(spec, config, _request(spec, config, pending, info, matmul_peak, quiet_wait), log_path, display)
     if code is None:
+        pending.unlink(missing_ok=True)  # the run is over, whatever it wrote as it was killed
         status, error = "timeout", {"type": "Timeout",
                                     "message": f"run exceeded its timeout of {config.timeout_s:g} s and was killed"}
     else:
-        written, invalid = _written_record(path)
+        written, invalid = _adopt(pending, path)
         if written is not None:
             display.finish(spec, written)
             return written
@@ -290,30 +372,38 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
 
 
 def run_sweep(config: SweepConfig, display: Display) -> list[dict]:
-    """Run every spec (skipping finished ones with ``resume``); return all records."""
+    """Run every planned run (with ``resume``, skipping those already ok); return their records.
+
+    Raises :class:`~mnist_bench.bench.run.run_dir.DirectoryRefused` before writing anything when the
+    run directory's rules refuse the request, and :class:`NotRecorded` (listing the runs left without
+    a record) when the disk refuses a write.
+    """
     info = record.mnist_bench_info()
     machine_info = machine.describe()
     results: list[dict] = []
     with locked(config.run_dir):
         try:
+            specs, manifest = run_dir.prepare(config, info, config.action, config.command, now())
             matmul_peak = measure_peak(config)
-            records.write_atomic(config.run_dir / "manifest.json", {
-                "command": config.command,
-                "created_at": now(),
-                "recipe": config.recipe.to_dict(),
-                "threads": config.threads,
-                "timeout_s": config.timeout_s,
-                "runs": [spec.run_id for spec in config.specs],
-                "matmul_peak": matmul_peak,
-            })
-            for index, spec in enumerate(config.specs):
-                kept = existing_ok(record_path(config.run_dir, spec)) if config.resume else None
+            manifest["sessions"][-1]["matmul_peak"] = matmul_peak
+            if config.action == "out" or "matmul_peak" not in manifest:
+                manifest["matmul_peak"] = matmul_peak
+            _write(config.run_dir / run_dir.MANIFEST, manifest)
+            for index, spec in enumerate(specs):
+                kept = existing_ok(record_path(config.run_dir, spec)) if config.action in ("resume", "extend") else None
                 if kept is not None:
                     display.finish(spec, kept, kept=True)
                     results.append(kept)
                     continue
-                display.start(spec, index, len(config.specs))
-                results.append(run_one(spec, config, display, info, machine_info, matmul_peak))
+                try:
+                    results.append(run_one(spec, config, display, info, machine_info, matmul_peak,
+                                           (index, len(specs))))
+                except NotRecorded as exc:
+                    raise exc.without([s.run_id for s in specs[index:]]) from None
+        except NotRecorded as exc:
+            if not exc.unrecorded:  # the manifest: no run started
+                raise exc.without([spec.run_id for spec in config.specs]) from None
+            raise
         finally:
             display.close()
     return results

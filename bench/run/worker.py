@@ -7,7 +7,8 @@ memory. The worker fixes thread counts and memory behaviour *before* the
 framework is imported, builds the backend (failing at once if the device is not
 there), trains, and writes its record atomically. Progress goes to stdout as
 JSON lines prefixed with :data:`PROGRESS_PREFIX`; framework chatter goes to
-stderr, which the harness keeps in the run's log.
+stderr, which the harness keeps in the run's log. A worker whose harness is gone
+ends at once (:mod:`mnist_bench.bench.run.orphan`).
 
 Exit codes: 0 ok, 3 device unavailable, 4 diverged, 1 any other failure.
 """
@@ -24,7 +25,7 @@ import traceback
 from pathlib import Path
 
 from mnist_bench.bench.exit_codes import EXIT_DEVICE, EXIT_DIVERGED, EXIT_FAILED, EXIT_OK
-from mnist_bench.bench.run import launch, training
+from mnist_bench.bench.run import launch, orphan, training
 from mnist_bench.bench.run.process_setup import configure_process, resolve_device
 from mnist_bench.bench.run.record import for_worker, now
 from mnist_bench.common import contention, parallel, peak, records
@@ -233,6 +234,8 @@ def run(request: dict, request_path: str | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    # The harness started local rank 0; rank 0 started the other ranks (or torchrun did).
+    orphan.die_with_parent(request.get("harness_pid") if not parallel.launched_by_launcher() else None)
     return run(request, argv[0])
 
 
