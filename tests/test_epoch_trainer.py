@@ -15,8 +15,8 @@ from mnist_bench.common import datasets, pipeline
 from mnist_bench.common.interface import EpochTrainer
 from mnist_bench.common.recipe import Recipe
 
-RECIPE = Recipe(epochs=2, steps_per_epoch=7, test_limit=50, dropout1=0.0, dropout2=0.0)
-SETTINGS = training.LoopSettings(chunk_steps=3)
+RECIPE = Recipe(epochs=2, steps_per_epoch=5, test_limit=50, dropout1=0.0, dropout2=0.0)
+SETTINGS = training.LoopSettings(chunk_steps=2)
 
 
 class WholeEpochNumpy(NumpyBackend, EpochTrainer):
@@ -49,9 +49,9 @@ def test_epoch_path_matches_chunk_path(arrays):
     whole_backend = WholeEpochNumpy(RECIPE, mode="float32", seed=0)
     whole, whole_events = _train(whole_backend, arrays)
     # One call per epoch, asked for the chunk path's chunks: the first step alone in epoch 0 only.
-    assert whole_backend.calls == [[1, 3, 3], [3, 3, 1]]
+    assert whole_backend.calls == [[1, 2, 2], [2, 2, 1]]
     for a, b in zip(chunked["epochs"], whole["epochs"]):
-        assert a["steps"] == b["steps"] == 7
+        assert a["steps"] == b["steps"] == 5
         assert a["train_loss"] == b["train_loss"] and a["test_accuracy"] == b["test_accuracy"]
     assert whole["timing"]["steady_chunks"] == chunked["timing"]["steady_chunks"] == 3
     assert whole["timing"]["first_step_s"] > 0 and whole["timing"]["train_s"] >= sum(
@@ -62,8 +62,8 @@ def test_epoch_path_matches_chunk_path(arrays):
 
 def test_epoch_path_refuses_chunks_the_harness_did_not_ask_for(arrays):
     backend = WholeEpochNumpy(RECIPE, mode="float32", seed=0)
-    backend.reported = [1, 6]
-    with pytest.raises(RuntimeError, match=r"reported chunks of \[1, 6\] steps; the harness asked for \[1, 3, 3\]"):
+    backend.reported = [1, 4]
+    with pytest.raises(RuntimeError, match=r"reported chunks of \[1, 4\] steps; the harness asked for \[1, 2, 2\]"):
         _train(backend, arrays)
 
 
@@ -72,6 +72,6 @@ def test_epoch_path_stops_at_a_diverged_chunk(arrays):
     backend = WholeEpochNumpy(RECIPE.replace(learning_rate=1e6), mode="float32", seed=0)
     with pytest.raises(training.Diverged) as caught:
         _train(backend, arrays)
-    assert caught.value.epoch == 1 and 1 <= caught.value.step <= 7
+    assert caught.value.epoch == 1 and 1 <= caught.value.step <= 5
     assert len(backend.calls) == 1  # nothing trained after the exception left train_epoch
 
