@@ -13,7 +13,7 @@ synchronise it: a clock read after ``train_chunk`` returns measures finished wor
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -121,3 +121,25 @@ class Backend(abc.ABC):
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> metrics.Metrics:
         return metrics.classification_report(y, self.predict(x))
+
+
+class EpochTrainer(abc.ABC):
+    """Optional, beside :class:`Backend`: a framework whose users train a whole epoch in one call.
+
+    Keras users call ``model.fit`` once per run; calling it once per chunk would charge its
+    per-call set-up many times per epoch. A backend that is also an ``EpochTrainer`` gets each
+    epoch in one call, and :mod:`mnist_bench.bench.run.training` times its chunks from the
+    boundaries it reports, with the same rules as ``train_chunk``'s (first step alone, clock
+    read after the device is synchronised). ``train_chunk`` stays: the parity probes and the
+    benchmark suite call it.
+    """
+
+    @abc.abstractmethod
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, chunk_sizes: list[int],
+                    on_chunk: Callable[[np.ndarray], None]) -> None:
+        """Train on stacked batches x (steps, B, 28, 28), y (steps, B) in order, as one framework call.
+
+        After each chunk of ``chunk_sizes`` steps (they sum to ``steps``), call ``on_chunk`` with that
+        chunk's losses as NumPy float32, once the device has finished the chunk: the harness reads
+        its clock there. An exception ``on_chunk`` raises (a diverged loss) must end the epoch.
+        """

@@ -139,8 +139,16 @@ def all_known_broken() -> dict[tuple[str, str, str], str]:
 
 
 def all_env() -> dict[str, str]:
-    """Every implementation's environment, for a process that may import several frameworks."""
-    return {key: value for s in specs().values() for key, value in s.env.items()}
+    """Every implementation's environment, for a process that may import several frameworks.
+
+    A variable implementations set differently (``KERAS_BACKEND``: Keras runs on one framework per
+    process) is left out: only a process that runs one implementation can set it.
+    """
+    values: dict[str, set[str]] = {}
+    for s in specs().values():
+        for key, value in s.env.items():
+            values.setdefault(key, set()).add(value)
+    return {key: found.pop() for key, found in values.items() if len(found) == 1}
 
 
 def missing_packages(name: str) -> list[str]:
@@ -165,4 +173,8 @@ def load_backend(name: str, data_parallel: bool = False):
     """
     if not is_available(name):
         raise BackendNotInstalled(not_installed_message(name))
-    return spec(name).load("data_parallel" if data_parallel else "backend")
+    found = spec(name).load("data_parallel" if data_parallel else "backend")
+    if getattr(found, "name", name) != name:  # one class serving several specs picks its own from the environment
+        raise RuntimeError(f"implementation {name!r} loaded as {found.name!r}: this process imported its framework "
+                           f"before the spec's env ({dict(spec(name).env)}) was set; run it in its own process")
+    return found

@@ -6,6 +6,7 @@ so installing mnist-bench never adds a top-level ``common`` or ``bench`` that co
 another distribution's. Code outside this repository imports from here:
 
 - :class:`Backend` (and :class:`DeviceUnavailable`): the interface an implementation subclasses;
+  :class:`EpochTrainer` beside it for a framework that trains a whole epoch per call (``model.fit``);
 - :class:`ImplementationSpec`: how an implementation describes itself to the registry;
 - :mod:`mnist_bench.parity`: check an implementation against another and against the float64 oracle;
 - the pytest plug-in :mod:`mnist_bench.pytest_plugin` (a ``pytest11`` entry point, so its fixtures
@@ -17,6 +18,7 @@ docs/adding-an-implementation.md says how. Importing this package imports no fra
 _EXPORTS = {
     "Backend": "mnist_bench.common.interface",
     "DeviceUnavailable": "mnist_bench.common.interface",
+    "EpochTrainer": "mnist_bench.common.interface",
     "ImplementationSpec": "mnist_bench.common.spec",
     "NotOffered": "mnist_bench.common.spec",
     "SpecError": "mnist_bench.common.spec",

@@ -161,10 +161,11 @@ def test_built_in_specs_are_registered_and_valid():
 # --- backend classes, one interpreter per framework, run concurrently ---------------------
 
 BACKEND_PROBE = """
-import json, sys
+import json, os, sys
 from mnist_bench.common import registry
 from mnist_bench.common.interface import Backend
 name = sys.argv[1]
+os.environ.update(registry.spec(name).env)  # as every worker does, before the framework is imported
 cls = registry.load_backend(name)
 print(json.dumps({
     "subclass": isinstance(cls, type) and issubclass(cls, Backend),

@@ -85,7 +85,7 @@ def pytest_configure(config):
     config.pluginmanager.register(_OutcomeRecorder(config.stash[OUTCOMES]), "mnist-bench-outcomes")
     config.stash[PEAKS] = {}
     # Before any framework loads: pinned to the same CPUs, with the same thread counts, as a harness worker.
-    config.stash[THREADS] = configure_process(settings.threads, settings.device)
+    config.stash[THREADS] = configure_process(settings.threads, settings.device, settings.backend)
 
 
 def pytest_generate_tests(metafunc):

@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from mnist_bench.bench.run.process_setup import configure_process
 
-    configure_process(args.threads, args.device)
+    configure_process(args.threads, args.device, args.backend)  # its spec's env (KERAS_BACKEND) before any import
     if args.phase == "probe":
         configs = [ProbeConfig(args.backend, mode) for mode in args.modes.split(",")]
         movers = movers_of(configs)

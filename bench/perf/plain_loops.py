@@ -1,7 +1,9 @@
 """Timing of plain training loops, each written the way its framework's own MNIST example is.
 
 The loops live in each implementation's folder (its spec's ``plain_loop``: a mapping from mode to
-``factory(recipe, train_x, train_y, log_every) -> train(rows) -> loss``) and share nothing with the
+``factory(recipe, train_x, train_y, log_every) -> train(rows) -> loss``, or for a framework that trains
+every step in one call, Keras's ``model.fit``, a ``train`` marked ``whole_run`` that takes
+``(rows, chunk_sizes, on_chunk)`` and calls ``on_chunk()`` at each boundary) and share nothing with the
 harness; an implementation without one is not offered here. ``python -m mnist_bench.bench.perf.plain_loops BACKEND MODE --steps N`` trains one in its own process and
 prints its steady-state samples/s as JSON; :mod:`mnist_bench.bench.perf.overhead` runs it against
 ``mnist-bench run`` in interleaved rounds. The default-mode loops define their own model
@@ -70,7 +72,7 @@ def measure(backend: str, mode: str, steps: int, chunk_steps: int, threads: int,
     """Train ``steps`` steps of the plain loop; time it as the harness times a run."""
     from mnist_bench.bench.run.process_setup import configure_process
 
-    configure_process(threads, "cpu")  # the same pinning and thread counts as a worker, before any framework
+    configure_process(threads, "cpu", backend)  # the same pinning and thread counts as a worker, before any framework
     from mnist_bench.bench.run.training import _chunk_sizes
     from mnist_bench.common import contention, datasets, pipeline
     from mnist_bench.common.recipe import Recipe
@@ -82,14 +84,29 @@ def measure(backend: str, mode: str, steps: int, chunk_steps: int, threads: int,
     train = plain_loop(backend, mode)(recipe, arrays.train_x, arrays.train_y, LOG_EVERY)
     monitor = contention.Monitor(contention.pinned_cpus(threads)).start()
     rates, done = [], 0
-    for index, size in enumerate(_chunk_sizes(steps, chunk_steps, first_alone=True)):
-        start = time.perf_counter()
-        train(rows[done:done + size])
-        elapsed = time.perf_counter() - start
-        done += size
+    sizes = list(_chunk_sizes(steps, chunk_steps, first_alone=True))
+
+    def chunk_done(index: int, size: int, elapsed: float) -> None:
         monitor.sample()
         if index > 1:  # the lone first step (compilation) and the first chunk, as in mnist_bench.bench.run.training
             rates.append(size * recipe.batch_size / elapsed)
+
+    if getattr(train, "whole_run", False):  # model.fit: every step in one call, boundaries reported back
+        clock = [time.perf_counter()]
+
+        def on_chunk() -> None:
+            index = len(clock) - 1
+            chunk_done(index, sizes[index], time.perf_counter() - clock[-1])
+            clock.append(time.perf_counter())
+
+        train(rows, sizes, on_chunk)
+    else:
+        for index, size in enumerate(sizes):
+            start = time.perf_counter()
+            train(rows[done:done + size])
+            elapsed = time.perf_counter() - start
+            done += size
+            chunk_done(index, size, elapsed)
     return {"backend": backend, "mode": mode, "steps": steps, "chunk_steps": chunk_steps,
             "steady_samples_per_s": float(np.median(rates)) if rates else None, "chunks": len(rates),
             "contention": monitor.summary()}

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except (registry.UnknownBackend, registry.NotOffered) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_process(args.threads, "cpu")
+    configure_process(args.threads, "cpu", args.backend)
     recipe, xs, ys = _batches(2 * args.steps, args.data_dir)
     rows = profiler(args.mode, recipe, xs, ys, args.steps)
     total = sum(ms for _, ms in rows)

@@ -12,7 +12,10 @@ Timing rules (the same for every framework):
   the quartiles as its spread.
 * Batches are gathered and stacked by NumPy before the clock starts: the data
   pipeline is shared and identical, so it is not what is being compared.
-  Epoch wall times include it.
+  Epoch wall times include it. A backend that trains a whole epoch per call
+  (:class:`~mnist_bench.common.interface.EpochTrainer`, Keras's ``model.fit``) gets
+  the epoch stacked at once and reports each chunk's boundary, after
+  synchronising; its chunks are timed between boundaries, by the same rules.
 * Time to target is training time (evaluation excluded) at the end of the first
   epoch whose test accuracy reaches the target.
 """
@@ -26,7 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from mnist_bench.common import flops, pipeline
-from mnist_bench.common.interface import Backend
+from mnist_bench.common.interface import Backend, EpochTrainer
 from mnist_bench.common.recipe import Recipe
 
 
@@ -67,6 +70,36 @@ def quartiles(values: list[float]) -> tuple[float | None, float | None, float | 
     return float(median), float(q1), float(q3)
 
 
+class _EpochTally:
+    """One epoch's chunks as they finish: losses, training time, steady-state rates and progress.
+
+    The same bookkeeping whether the harness hands the backend each chunk (``train_chunk``) or the
+    whole epoch (:class:`~mnist_bench.common.interface.EpochTrainer`).
+    """
+
+    def __init__(self, recipe: Recipe, epoch: int, steps: int, steady_rates: list[float], on_progress) -> None:
+        self.recipe, self.epoch, self.steps = recipe, epoch, steps
+        self.steady_rates, self.on_progress = steady_rates, on_progress
+        self.losses: list[np.ndarray] = []
+        self.done, self.train_s, self.first_step_s = 0, 0.0, None
+
+    def add(self, chunk_losses: np.ndarray, elapsed: float) -> None:
+        index, size = len(self.losses), len(chunk_losses)
+        self.train_s += elapsed
+        if not np.all(np.isfinite(chunk_losses)):
+            bad = int(np.argmin(np.isfinite(chunk_losses)))
+            raise Diverged(self.epoch + 1, self.done + bad + 1, float(chunk_losses[bad]))
+        self.losses.append(chunk_losses)
+        self.done += size
+        rate = size * self.recipe.batch_size / elapsed
+        if self.epoch == 0 and index == 0:
+            self.first_step_s = elapsed
+        elif index > (1 if self.epoch == 0 else 0):
+            self.steady_rates.append(rate)
+        self.on_progress({"event": "step", "epoch": self.epoch + 1, "epochs": self.recipe.epochs, "step": self.done,
+                          "steps": self.steps, "loss": float(chunk_losses[-1]), "samples_per_s": rate})
+
+
 def _train_epoch(backend: Backend, arrays: pipeline.Arrays, recipe: Recipe, seed: int, epoch: int,
                  settings: LoopSettings, steady_rates: list[float], on_progress) -> tuple[np.ndarray, float, float | None]:
     """One epoch in chunks: (its losses, its training seconds, the lone first step's seconds in epoch 0).
@@ -76,26 +109,38 @@ def _train_epoch(backend: Backend, arrays: pipeline.Arrays, recipe: Recipe, seed
     """
     steps = pipeline.steps_per_epoch(len(arrays.train_y), recipe)
     batches = pipeline.train_batches(arrays, recipe, seed, epoch)
-    losses: list[np.ndarray] = []
-    done, train_s, first_step_s = 0, 0.0, None
-    for index, size in enumerate(_chunk_sizes(steps, settings.chunk_steps, first_alone=epoch == 0)):
-        x, y = _stacked(batches, size)
+    sizes = list(_chunk_sizes(steps, settings.chunk_steps, first_alone=epoch == 0))
+    tally = _EpochTally(recipe, epoch, steps, steady_rates, on_progress)
+    if isinstance(backend, EpochTrainer):
+        _whole_epoch(backend, *_stacked(batches, steps), sizes, tally)
+    else:
+        for size in sizes:
+            x, y = _stacked(batches, size)
+            start = time.perf_counter()
+            chunk_losses = backend.train_chunk(x, y)
+            tally.add(chunk_losses, time.perf_counter() - start)
+    return np.concatenate(tally.losses), tally.train_s, tally.first_step_s
+
+
+def _whole_epoch(backend: EpochTrainer, x: np.ndarray, y: np.ndarray, sizes: list[int], tally: _EpochTally) -> None:
+    """The epoch in one call; each chunk is timed from the previous boundary (or the call) to its own.
+
+    The harness's own work at a boundary (progress, the machine's load) is off the clock, as between
+    ``train_chunk`` calls; the framework's work after the last boundary (ending its epoch) counts
+    towards the epoch's training time, not towards any chunk's rate.
+    """
+    start = time.perf_counter()
+
+    def on_chunk(chunk_losses: np.ndarray) -> None:
+        nonlocal start
+        tally.add(np.asarray(chunk_losses), time.perf_counter() - start)
         start = time.perf_counter()
-        chunk_losses = backend.train_chunk(x, y)
-        elapsed = time.perf_counter() - start
-        train_s += elapsed
-        if not np.all(np.isfinite(chunk_losses)):
-            bad = int(np.argmin(np.isfinite(chunk_losses)))
-            raise Diverged(epoch + 1, done + bad + 1, float(chunk_losses[bad]))
-        losses.append(chunk_losses)
-        done += size
-        if epoch == 0 and index == 0:
-            first_step_s = elapsed
-        elif index > (1 if epoch == 0 else 0):
-            steady_rates.append(size * recipe.batch_size / elapsed)
-        on_progress({"event": "step", "epoch": epoch + 1, "epochs": recipe.epochs, "step": done,
-                     "steps": steps, "loss": float(chunk_losses[-1]), "samples_per_s": size * recipe.batch_size / elapsed})
-    return np.concatenate(losses), train_s, first_step_s
+
+    backend.train_epoch(x, y, sizes, on_chunk)
+    tally.train_s += time.perf_counter() - start
+    if [len(c) for c in tally.losses] != sizes:
+        raise RuntimeError(f"{type(backend).__name__}.train_epoch reported chunks of "
+                           f"{[len(c) for c in tally.losses]} steps; the harness asked for {sizes}")
 
 
 def train(backend: Backend, arrays: pipeline.Arrays, recipe: Recipe, seed: int, settings: LoopSettings,
