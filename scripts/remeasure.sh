@@ -17,7 +17,7 @@ step "is the machine quiet? (30 one-second windows)"
 $PY -m mnist_bench.common.contention --windows 30 | tee "$MACHINE/quiet-check.json"
 
 step "harness against plain loops, default modes, 4 interleaved rounds"
-$PY -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,flax-linen --modes default --rounds 4 --steps 160 \
+$PY -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,flax-linen,flax-nnx --modes default --rounds 4 --steps 160 \
     --data-dir "$DATA" --out results/overhead/default-modes.json | tee results/overhead/default-modes.txt
 
 step "the reference comparison: tuned modes, 3 seeds, the default recipe"

@@ -63,7 +63,7 @@ def test_argparse_values(tmp_path, capsys, extra, named):
 @pytest.mark.parametrize(
     "extra, named",
     [
-        (["--backends", "torch,mxnet"], ["'mxnet'", "torch", "tensorflow", "flax-linen"]),
+        (["--backends", "torch,mxnet"], ["'mxnet'", "torch", "tensorflow", "flax-linen", "flax-nnx"]),
         (["--backends", " , "], ["--backends", "torch", "tensorflow", "flax-linen"]),
         (["--modes", "turbo"], ["turbo", "default", "all", "eager", "compiled", "xla"]),
         (["--modes", "xla"], ["'xla'", "torch"]),  # a real mode, but torch does not offer it
@@ -197,14 +197,14 @@ def test_backend_not_installed_via_find_spec(tmp_path, capsys, monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name == "optax" else real(name, *a, **k))
-    code, out, err = run_cli(capsys, *run_args(tmp_path, "--backends", "flax-linen"))
+    code, out, err = run_cli(capsys, *run_args(tmp_path, "--backends", "flax-nnx"))
     assert code == cli.EXIT_USAGE
     assert "missing: optax" in err and "pip install" in err
     assert_no_run_started(tmp_path)
 
 
 def test_former_backend_name_runs_the_renamed_one_with_a_note(tmp_path, capsys, monkeypatch):
-    # `jax` was the Flax Linen implementation's name; commands written then still work.
+    # `jax` was the Flax Linen implementation's name before flax-nnx arrived; commands written then still work.
     real = registry.missing_packages
     monkeypatch.setattr(registry, "missing_packages", lambda name: ["flax"] if name == "flax-linen" else real(name))
     code, out, err = run_cli(capsys, *run_args(tmp_path, "--backends", "jax"))

@@ -1,6 +1,7 @@
 """The Flax Linen implementation, described for the registry (imports no framework).
 
-Named ``flax-linen`` for the Flax API the model is written with (Flax's NNX API is the other). Records written
+Named ``flax-linen`` beside ``flax-nnx``: the two differ only in the Flax API the model is
+written with (the same JAX, XLA and optax underneath), and the names say so. Records written
 before the rename say ``jax``, which stays an alias.
 """
 

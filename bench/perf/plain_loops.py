@@ -15,6 +15,8 @@ events or records:
   model and a ``tf.function`` ``GradientTape`` step.
 * ``flax-linen``/``compiled``: Flax ``examples/mnist`` as it was in Linen: a ``TrainState`` and a jitted
   ``train_step`` fed NumPy batches.
+* ``flax-nnx``/``nnx-jit``: Flax ``examples/mnist`` in NNX: an ``nnx.Module``, ``nnx.Optimizer`` and an
+  ``@nnx.jit`` step; ``flax-nnx``/``split-merge``: the functional loop of Flax's performance guide.
 
 The tuned modes' loops write each tuned mode's one idea plainly (a cheaper dropout draw
 for PyTorch; a whole chunk of steps in one ``tf.function`` loop; patch-GEMM convolutions
