@@ -37,9 +37,6 @@ from mnist_bench.backends.jax_shared import runtime
 from mnist_bench.common import weights
 from mnist_bench.common.interface import Backend
 
-FUNCTIONAL = ("split-merge", "tuned")
-
-
 def to_canonical(state) -> weights.Weights:
     """An ``nnx.State`` of parameters (or their gradients) -> canonical names on the host."""
     flat = flax.traverse_util.flatten_dict(nnx.to_pure_dict(state), sep="/")
