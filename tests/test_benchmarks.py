@@ -243,7 +243,7 @@ def _saved_benchmark(backend: str, mode: str, speed: float, other_share: float) 
 
 
 def test_summary_of_two_backends_over_passes_pairs_pass_k_with_pass_k(tmp_path):
-    """torch is faster in every pass; jax's second pass shared its CPUs with other work."""
+    """torch is faster in every pass; flax-linen's second pass shared its CPUs with other work."""
     torch_speeds, linen_speeds = [300.0, 330.0, 310.0], [200.0, 230.0, 205.0]
     for number, (torch_speed, linen_speed) in enumerate(zip(torch_speeds, linen_speeds), start=1):
         for backend, mode, speed in (("torch", "eager", torch_speed), ("flax-linen", "compiled", linen_speed)):
@@ -260,7 +260,7 @@ def test_summary_of_two_backends_over_passes_pairs_pass_k_with_pass_k(tmp_path):
     assert "| 205 | 200, 230, 205 |" in linen_row  # the median over passes, then each pass
     assert "pass 2 ⚠ contended 43 %" in linen_row
     assert "| torch | eager | 310 | 300, 330, 310 | fastest |" in text
-    # The machine table lists the six processes in the order they ran: torch, jax, torch, jax, ...
+    # The machine table lists the six processes in the order they ran: torch, flax-linen, torch, ...
     ran = [line.split("|")[2:4] for line in text.splitlines() if re.match(r"\| \d \| (torch|flax-linen) \|", line)]
     assert [(b.strip(), int(n)) for b, n in ran] == [("torch", 1), ("flax-linen", 1), ("torch", 2), ("flax-linen", 2),
                                                     ("torch", 3), ("flax-linen", 3)]

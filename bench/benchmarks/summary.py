@@ -20,7 +20,7 @@ from mnist_bench.common import registry
 
 PEAK_FILE = "peak.json"
 SUMMARY_FILE = "summary.md"
-PASS_STEM = re.compile(r"^(?P<backend>\w+)\.pass(?P<number>\d+)$")
+PASS_STEM = re.compile(r"^(?P<backend>[a-z][a-z0-9-]*)\.pass(?P<number>\d+)$")  # names as common/spec.py allows
 # Inside one pytest process the benchmarks run in pytest's order (one test function's
 # parameters after another) and each benchmark's rounds back to back: checked with
 # --collect-only, e.g. train[eager-b64], train[eager-b512], train[tuned-b64], ..., eval[eager-b64], ...
