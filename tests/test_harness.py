@@ -196,7 +196,7 @@ def test_sweep_three_backends_two_seeds(sweep):
     for run_id in SWEEP_IDS:
         rec = record(out, run_id)  # schema-valid, or this raises
         assert rec["status"] == "ok" and rec["error"] is None, rec.get("error")
-        backend, mode, _, seed = run_id.split("-")
+        backend, mode, _, seed = run_id.rsplit("-", 3)  # backend names may hold a "-"
         assert (rec["backend"], rec["mode"], rec["device"], rec["seed"]) == (backend, mode, "cpu", int(seed[1:]))
         assert rec["recipe"]["train_limit"] == 640 and rec["recipe"]["steps_per_epoch"] == 3
         assert rec["data"]["train_size"] == 640 and rec["data"]["test_size"] == 200
