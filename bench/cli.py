@@ -47,7 +47,7 @@ def _device_counts(text: str) -> list[int]:
 
 def _add_run(run: argparse.ArgumentParser) -> None:
     """``mnist-bench run``'s options."""
-    options.add_backends(run, "torch,tensorflow,jax")
+    options.add_backends(run, "torch,tensorflow,flax-linen")
     options.add_modes(run, "default", help="'default' (each backend's recommended mode), 'all', or comma-separated "
                                            "mode names (eager, compiled, xla); each backend runs those it has")
     options.add_device(run, "auto", help="device kind (default: auto = gpu, then tpu, then cpu)")
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
     par = sub.add_parser("parity", help="numerical parity probes between backends and modes; writes parity.json")
-    options.add_backends(par, "torch,tensorflow,jax")
+    options.add_backends(par, "torch,tensorflow,flax-linen")
     options.add_modes(par, "all")
     options.add_device(par, "cpu", auto=False)
     options.add_data_dir(par)
@@ -159,8 +159,7 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
     backends = csv(args.backends)
     if not backends:
         raise UsageError("--backends is empty; choose from " + ", ".join(registry.names()))
-    for name in backends:
-        registry.spec(name)  # raises UnknownBackend naming the choices
+    backends = options.backend_names(backends)  # raises UnknownBackend naming the choices
     missing = [registry.not_installed_message(name) for name in backends if not registry.is_available(name)]
     if missing:
         raise UsageError("\n".join(missing) + "\n(or leave it out with --backends)")

@@ -101,6 +101,23 @@ def add_backends(parser, default: str | None = None, help: str | None = None) ->
                         help=help or f"comma-separated, from {', '.join(registry.names())} (default: {default or names})")
 
 
+def backend_names(names) -> list[str]:
+    """Current implementation names for what a user wrote, in order, without repeats.
+
+    A former name (an alias in a spec) runs the implementation it now names, with a note on
+    stderr; an unknown one raises :class:`~mnist_bench.common.registry.UnknownBackend` naming the choices.
+    """
+    import sys
+
+    found = []
+    for name in names:
+        note = registry.renamed_note(name)
+        if note:
+            print(note, file=sys.stderr)
+        found.append(registry.canonical(name))
+    return list(dict.fromkeys(found))
+
+
 def add_modes(parser, default: str, help: str | None = None) -> None:
     parser.add_argument("--modes", default=default,
                         help=help or f"'all', 'default' (each backend's recommended mode) or comma-separated mode "

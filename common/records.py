@@ -52,9 +52,11 @@ def validate(record: dict, source: str = "record") -> dict:
                           "figures are measurements, and a run that diverged says so in its status")
     from mnist_bench.common import registry
 
-    if record["backend"] not in registry.names():
+    try:
+        registry.canonical(record["backend"])
+    except registry.UnknownBackend:
         raise RecordError(f"{source}: backend {record['backend']!r} is not a registered implementation "
-                          f"({', '.join(registry.names())}); install the package that provides it")
+                          f"({', '.join(registry.names())}); install the package that provides it") from None
     return record
 
 
@@ -102,7 +104,12 @@ def write_atomic(path: str | Path, document: Any) -> Path:
 
 
 def read(path: str | Path) -> dict:
-    """Read and validate one record file."""
+    """Read and validate one record file.
+
+    A record written under an implementation's former name (``jax`` before it became
+    ``flax-linen``) is read under its current name, so old and new runs group, report and
+    compare together; ``backend_as_recorded`` keeps what the file says.
+    """
     path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -110,7 +117,15 @@ def read(path: str | Path) -> dict:
         raise RecordError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RecordError(f"{path}: not valid JSON ({exc})") from None
-    return validate(document, str(path))
+    return current_name(validate(document, str(path)))
+
+
+def current_name(record: dict) -> dict:
+    """``record`` under its implementation's current name (a copy where it was renamed)."""
+    from mnist_bench.common import registry
+
+    name = registry.canonical(record["backend"])
+    return record if name == record["backend"] else {**record, "backend": name, "backend_as_recorded": record["backend"]}
 
 
 def record_paths(run_dir: str | Path) -> list[Path]:

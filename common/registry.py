@@ -10,6 +10,7 @@ importing one. A plug-in that fails to load, or whose spec is invalid, becomes o
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from functools import lru_cache
 from importlib.metadata import entry_points
 
@@ -21,7 +22,7 @@ THIS_DISTRIBUTION = "mnist-bench"
 DEVICES = (*SPEC_DEVICES, "auto")
 
 __all__ = ["GROUP", "DEVICES", "ImplementationSpec", "NotOffered", "SpecError", "UnknownBackend", "UnknownMode",
-           "BackendNotInstalled", "specs", "problems", "names", "built_in_names", "default_names", "spec", "modes", "default_mode",
+           "BackendNotInstalled", "specs", "aliases", "canonical", "renamed_note", "problems", "names", "built_in_names", "default_names", "spec", "modes", "default_mode",
            "all_mode_names", "select_modes", "known_broken", "all_known_broken", "missing_packages", "is_available",
            "not_installed_message", "load_backend"]
 
@@ -59,6 +60,13 @@ def _discover() -> tuple[dict[str, tuple[ImplementationSpec, str]], tuple[str, .
             problems.append(f"{where}: the name is already taken by {found[spec.name][1]}; ignored")
         else:
             found[spec.name] = (spec, dist)
+    names_ = set(found)
+    for name, (spec, dist) in list(found.items()):
+        taken = [a for a in spec.aliases if a in names_]
+        if taken:  # a name always wins over another implementation's former name
+            problems.append(f"implementation {name!r} from {dist}: alias(es) {', '.join(map(repr, taken))} are "
+                            "the names of other implementations; ignored")
+            found[name] = (replace(spec, aliases=tuple(a for a in spec.aliases if a not in names_)), dist)
     # Built-ins first, then plug-ins; each alphabetically, so every listing has one order.
     ordered = dict(sorted(found.items(), key=lambda kv: (kv[1][1] != THIS_DISTRIBUTION, kv[0])))
     return ordered, tuple(problems)
@@ -74,8 +82,7 @@ def problems() -> tuple[str, ...]:
 
 
 def distribution(name: str) -> str:
-    spec(name)
-    return _discover()[0][name][1]
+    return _discover()[0][canonical(name)][1]
 
 
 def names() -> list[str]:
@@ -92,11 +99,29 @@ def default_names() -> list[str]:
     return [n for n, (s, dist) in _discover()[0].items() if dist == THIS_DISTRIBUTION and not s.oracle]
 
 
+def aliases() -> dict[str, str]:
+    """Former name -> current name, over every implementation."""
+    return {alias: name for name, s in specs().items() for alias in s.aliases}
+
+
+def canonical(name: str) -> str:
+    """The current name of ``name``, which may be a former one (:attr:`ImplementationSpec.aliases`)."""
+    if name in specs():
+        return name
+    if name in aliases():
+        return aliases()[name]
+    raise UnknownBackend(f"unknown backend {name!r}; choose from {', '.join(specs())}")
+
+
+def renamed_note(name: str) -> str | None:
+    """A note for a user who wrote a former name, else None."""
+    new = canonical(name)
+    return None if new == name else f"note: backend {name!r} is now called {new!r}; running {new!r}"
+
+
 def spec(name: str) -> ImplementationSpec:
-    try:
-        return specs()[name]
-    except KeyError:
-        raise UnknownBackend(f"unknown backend {name!r}; choose from {', '.join(specs())}") from None
+    """The spec of ``name`` (a current or a former name); :class:`UnknownBackend` naming the choices."""
+    return specs()[canonical(name)]
 
 
 def modes(name: str) -> tuple[str, ...]:

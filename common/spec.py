@@ -49,6 +49,9 @@ class ImplementationSpec:
     requires: tuple[str, ...]  # import names that must be findable (checked with importlib.util.find_spec)
     install: str  # the command that installs what `requires` names
     description: str = ""
+    # Former names: the registry resolves them to ``name``, so records and commands written before a
+    # rename still read, report, compare and run (with a note naming the new name).
+    aliases: tuple[str, ...] = ()
     devices: tuple[str, ...] = ("cpu", "gpu")
     data_parallel: str | None = None  # "module:Class" of the data-parallel Backend subclass
     data_parallel_modes: tuple[str, ...] = ()
@@ -65,6 +68,7 @@ class ImplementationSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "modes", tuple(self.modes))
         object.__setattr__(self, "requires", tuple(self.requires))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
         object.__setattr__(self, "devices", tuple(self.devices))
         object.__setattr__(self, "data_parallel_modes", tuple(self.data_parallel_modes))
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
@@ -77,6 +81,10 @@ class ImplementationSpec:
         found = []
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             found.append(f"name {self.name!r} must be lower case letters, digits and '-', starting with a letter")
+        for alias in self.aliases:
+            if not isinstance(alias, str) or not _NAME.match(alias) or alias == self.name:
+                found.append(f"alias {alias!r} must be a former name: lower case letters, digits and '-', "
+                             "not the name itself")
         if not self.modes:
             found.append("modes is empty")
         elif self.default_mode not in self.modes:

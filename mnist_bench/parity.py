@@ -75,6 +75,7 @@ def numerical(candidate: str, against: Sequence[str] = ("torch",), *, modes: Seq
     from mnist_bench.bench.checks import parity
     from mnist_bench.common import registry
 
+    candidate, against = registry.canonical(candidate), [registry.canonical(name) for name in against]  # former names
     for name in (candidate, *against):
         if not registry.is_available(name):
             raise registry.BackendNotInstalled(registry.not_installed_message(name))
@@ -122,8 +123,9 @@ def accuracy(candidate: str, against: str = "torch", *, seeds: int = 2, epochs: 
     a shortened recipe needs a ``floor`` to match.
     """
     from mnist_bench.bench import cli
-    from mnist_bench.common import records
+    from mnist_bench.common import records, registry
 
+    candidate, against = registry.canonical(candidate), registry.canonical(against)  # records use current names
     with tempfile.TemporaryDirectory(prefix="mnist-accuracy-") as tmp:
         out = Path(work or tmp) / "runs"
         argv = ["run", "--backends", f"{candidate},{against}", "--modes", "default", "--device", "cpu",

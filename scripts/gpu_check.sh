@@ -4,7 +4,7 @@
 # ./gpu-check). Needs the datasets: DATA=<root holding mnist/> (default ../shared/data).
 set -uo pipefail
 OUT="${OUT:-gpu-check}"; DATA="${DATA:-../shared/data}"; PY="${PYTHON:-python3}"
-BACKENDS="${BACKENDS:-torch,jax}"; EPOCHS="${EPOCHS:-3}"
+BACKENDS="${BACKENDS:-torch,flax-linen,flax-nnx}"; EPOCHS="${EPOCHS:-3}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 {

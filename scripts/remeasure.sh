@@ -17,7 +17,7 @@ step "is the machine quiet? (30 one-second windows)"
 $PY -m mnist_bench.common.contention --windows 30 | tee "$MACHINE/quiet-check.json"
 
 step "harness against plain loops, default modes, 4 interleaved rounds"
-$PY -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,jax --modes default --rounds 4 --steps 160 \
+$PY -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,flax-linen,flax-nnx --modes default --rounds 4 --steps 160 \
     --data-dir "$DATA" --out results/overhead/default-modes.json | tee results/overhead/default-modes.txt
 
 step "the reference comparison: tuned modes, 3 seeds, the default recipe"
@@ -28,7 +28,7 @@ $PY -m mnist_bench.common.peak | tee "$MACHINE/peak.json"
 $PY -m mnist_bench.bench.perf.ceiling | tee "$MACHINE/ceiling.txt"
 
 step "harness against plain loops, tuned modes, 3 interleaved rounds"
-$PY -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,jax --modes tuned --rounds 3 --steps 160 \
+$PY -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,flax-linen --modes tuned --rounds 3 --steps 160 \
     --data-dir "$DATA" --out results/overhead/tuned-modes.json | tee results/overhead/tuned-modes.txt
 step "the benchmark suite: default and tuned modes, batch 64, 2 interleaved passes"
 $PY -m mnist_bench.bench.benchmarks --modes default,tuned --batch-sizes 64 --rounds 5 --warmup-rounds 1 --repeat 2 \

@@ -153,8 +153,8 @@ def test_driver_refuses_bad_input_before_running(tmp_path, capsys, replace_spec)
     assert driver.main(["--compare-fail", "median:5%", "--out", str(tmp_path / "d")]) == driver.EXIT_USAGE
     assert "needs --compare" in capsys.readouterr().err
     # A backend that is not installed is a failure naming the fix, never a silent skip.
-    replace_spec("jax", requires=("no_such_package_mnist_bench",))
-    assert driver.main(["--backends", "jax", "--out", str(tmp_path / "e")]) == driver.EXIT_USAGE
+    replace_spec("flax-linen", requires=("no_such_package_mnist_bench",))
+    assert driver.main(["--backends", "flax-linen", "--out", str(tmp_path / "e")]) == driver.EXIT_USAGE
     err = capsys.readouterr().err
     assert "no_such_package_mnist_bench" in err and ".[jax]" in err
     assert not any((tmp_path / name).exists() for name in "abcde")  # nothing ran, nothing written
@@ -177,9 +177,9 @@ def test_modes_come_from_the_registry(replace_spec):
     replace_spec("torch", modes=(*registry.modes("torch"), "warp"))
     assert suite.select_modes("torch", "all")[-1] == "warp"
     assert suite.select_modes("torch", "warp") == ("warp",)
-    assert suite.select_modes("jax", "warp") == ()  # jax has no such mode: left out, and the driver says so
+    assert suite.select_modes("flax-linen", "warp") == ()  # flax-linen has no such mode: left out, and the driver says so
     assert suite.select_modes("tensorflow", "default") == (registry.default_mode("tensorflow"),)
-    assert suite.select_modes("jax", "tuned,default") == ("compiled", "tuned")
+    assert suite.select_modes("flax-linen", "tuned,default") == ("compiled", "tuned")
     with pytest.raises(suite.SuiteError, match="unknown mode"):
         suite.select_modes("torch", "eager,hyper")
 
@@ -230,8 +230,8 @@ def test_repeat_runs_interleaved_passes_and_gives_paired_ratios(tmp_path, shared
 
 
 def test_passes_interleave_backends():
-    assert driver.plan(["torch", "tensorflow", "jax"], 2) == [
-        (1, "torch"), (1, "tensorflow"), (1, "jax"), (2, "torch"), (2, "tensorflow"), (2, "jax")]
+    assert driver.plan(["torch", "tensorflow", "flax-linen"], 2) == [
+        (1, "torch"), (1, "tensorflow"), (1, "flax-linen"), (2, "torch"), (2, "tensorflow"), (2, "flax-linen")]
     assert summary.result_stem("torch", 1, 1) == "torch"  # one pass: --compare still finds <backend>.json
     assert summary.result_stem("torch", 2, 3) == "torch.pass2"
 
@@ -243,27 +243,27 @@ def _saved_benchmark(backend: str, mode: str, speed: float, other_share: float) 
 
 
 def test_summary_of_two_backends_over_passes_pairs_pass_k_with_pass_k(tmp_path):
-    """torch is faster in every pass; jax's second pass shared its CPUs with other work."""
-    torch_speeds, jax_speeds = [300.0, 330.0, 310.0], [200.0, 230.0, 205.0]
-    for number, (torch_speed, jax_speed) in enumerate(zip(torch_speeds, jax_speeds), start=1):
-        for backend, mode, speed in (("torch", "eager", torch_speed), ("jax", "compiled", jax_speed)):
+    """torch is faster in every pass; flax-linen's second pass shared its CPUs with other work."""
+    torch_speeds, linen_speeds = [300.0, 330.0, 310.0], [200.0, 230.0, 205.0]
+    for number, (torch_speed, linen_speed) in enumerate(zip(torch_speeds, linen_speeds), start=1):
+        for backend, mode, speed in (("torch", "eager", torch_speed), ("flax-linen", "compiled", linen_speed)):
             document = {"datetime": f"2026-01-01T00:0{number}:{'00' if backend == 'torch' else '30'}",
-                        "benchmarks": [_saved_benchmark(backend, mode, speed, 0.43 if backend == "jax" and number == 2
+                        "benchmarks": [_saved_benchmark(backend, mode, speed, 0.43 if backend == "flax-linen" and number == 2
                                                         else 0.01)],
                         "mnist_bench": {"outcomes": [], "quiet_wait": {
                             "other_share": 0.01, "threshold": 0.03, "quiet": True, "waited_s": 1.0, "cpus": [0]}}}
             (tmp_path / f"{backend}.pass{number}.json").write_text(json.dumps(document))
     text = summary.table(tmp_path)
-    expected = stats.paired_ratio(torch_speeds, jax_speeds).text()
-    jax_row = next(line for line in text.splitlines() if line.startswith("| jax | compiled |"))
-    assert f"| {expected} |" in jax_row and expected.startswith("1.4") and "(" in expected
-    assert "| 205 | 200, 230, 205 |" in jax_row  # the median over passes, then each pass
-    assert "pass 2 ⚠ contended 43 %" in jax_row
+    expected = stats.paired_ratio(torch_speeds, linen_speeds).text()
+    linen_row = next(line for line in text.splitlines() if line.startswith("| flax-linen | compiled |"))
+    assert f"| {expected} |" in linen_row and expected.startswith("1.4") and "(" in expected
+    assert "| 205 | 200, 230, 205 |" in linen_row  # the median over passes, then each pass
+    assert "pass 2 ⚠ contended 43 %" in linen_row
     assert "| torch | eager | 310 | 300, 330, 310 | fastest |" in text
-    # The machine table lists the six processes in the order they ran: torch, jax, torch, jax, ...
-    ran = [line.split("|")[2:4] for line in text.splitlines() if re.match(r"\| \d \| (torch|jax) \|", line)]
-    assert [(b.strip(), int(n)) for b, n in ran] == [("torch", 1), ("jax", 1), ("torch", 2), ("jax", 2),
-                                                    ("torch", 3), ("jax", 3)]
+    # The machine table lists the six processes in the order they ran: torch, flax-linen, torch, ...
+    ran = [line.split("|")[2:4] for line in text.splitlines() if re.match(r"\| \d \| (torch|flax-linen) \|", line)]
+    assert [(b.strip(), int(n)) for b, n in ran] == [("torch", 1), ("flax-linen", 1), ("torch", 2), ("flax-linen", 2),
+                                                    ("torch", 3), ("flax-linen", 3)]
 
 
 def test_monitor_covers_exactly_the_timed_rounds():

@@ -63,8 +63,8 @@ def test_argparse_values(tmp_path, capsys, extra, named):
 @pytest.mark.parametrize(
     "extra, named",
     [
-        (["--backends", "torch,mxnet"], ["'mxnet'", "torch", "tensorflow", "jax"]),
-        (["--backends", " , "], ["--backends", "torch", "tensorflow", "jax"]),
+        (["--backends", "torch,mxnet"], ["'mxnet'", "torch", "tensorflow", "flax-linen", "flax-nnx"]),
+        (["--backends", " , "], ["--backends", "torch", "tensorflow", "flax-linen"]),
         (["--modes", "turbo"], ["turbo", "default", "all", "eager", "compiled", "xla"]),
         (["--modes", "xla"], ["'xla'", "torch"]),  # a real mode, but torch does not offer it
         (["--preset", "huge"], ["'huge'", "default", "quick"]),
@@ -176,10 +176,11 @@ def test_out_is_a_file(tmp_path, capsys):
 
 def test_backend_not_installed(tmp_path, capsys, monkeypatch):
     real = registry.missing_packages
-    monkeypatch.setattr(registry, "missing_packages", lambda name: ["jax", "flax"] if name == "jax" else real(name))
-    code, out, err = run_cli(capsys, *run_args(tmp_path, "--backends", "torch,jax"))
+    monkeypatch.setattr(registry, "missing_packages",
+                        lambda name: ["jax", "flax"] if name == "flax-linen" else real(name))
+    code, out, err = run_cli(capsys, *run_args(tmp_path, "--backends", "torch,flax-linen"))
     assert code == cli.EXIT_USAGE
-    assert "'jax' is not installed" in err and "missing: jax, flax" in err
+    assert "'flax-linen' is not installed" in err and "missing: jax, flax" in err
     assert "pip install -c constraints.txt -e '.[jax]'" in err
     assert "--backends" in err  # how to leave it out
     assert "torch" not in err.split("error:", 1)[1].split("(or")[0]  # only the missing one is named
@@ -187,8 +188,8 @@ def test_backend_not_installed(tmp_path, capsys, monkeypatch):
     # `backends` lists it as not installed, with the same hint, and still succeeds.
     code, out, err = run_cli(capsys, "backends")
     assert code == cli.EXIT_OK
-    jax_line = next(line for line in out.splitlines() if line.startswith("jax"))
-    assert "not installed" in jax_line and "pip install" in jax_line
+    linen_line = next(line for line in out.splitlines() if line.startswith("flax-linen"))
+    assert "not installed" in linen_line and "pip install" in linen_line
 
 
 def test_backend_not_installed_via_find_spec(tmp_path, capsys, monkeypatch):
@@ -196,9 +197,20 @@ def test_backend_not_installed_via_find_spec(tmp_path, capsys, monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name == "optax" else real(name, *a, **k))
-    code, out, err = run_cli(capsys, *run_args(tmp_path, "--backends", "jax"))
+    code, out, err = run_cli(capsys, *run_args(tmp_path, "--backends", "flax-nnx"))
     assert code == cli.EXIT_USAGE
     assert "missing: optax" in err and "pip install" in err
+    assert_no_run_started(tmp_path)
+
+
+def test_former_backend_name_runs_the_renamed_one_with_a_note(tmp_path, capsys, monkeypatch):
+    # `jax` was the Flax Linen implementation's name before flax-nnx arrived; commands written then still work.
+    real = registry.missing_packages
+    monkeypatch.setattr(registry, "missing_packages", lambda name: ["flax"] if name == "flax-linen" else real(name))
+    code, out, err = run_cli(capsys, *run_args(tmp_path, "--backends", "jax"))
+    assert code == cli.EXIT_USAGE  # stopped before any run by the (faked) missing package, under the new name
+    assert "note: backend 'jax' is now called 'flax-linen'" in err
+    assert "'flax-linen' is not installed" in err
     assert_no_run_started(tmp_path)
 
 

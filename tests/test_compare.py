@@ -5,7 +5,7 @@ import pytest
 from mnist_bench.bench.results.compare import compare
 from record_factory import make_record, write_run_dir
 
-RATES = {"torch": 1500.0, "tensorflow": 900.0, "jax": 2000.0}
+RATES = {"torch": 1500.0, "tensorflow": 900.0, "flax-linen": 2000.0}
 
 
 def sweep(rates=RATES, accuracy=None, seeds=range(3)) -> list[dict]:
@@ -30,13 +30,13 @@ def test_same_numbers_pass(tmp_path):
 
 def test_slower_backend_regresses(tmp_path):
     base = write_run_dir(tmp_path, sweep(), "base")
-    new = write_run_dir(tmp_path, sweep({**RATES, "jax": RATES["jax"] * 0.8}), "new")
+    new = write_run_dir(tmp_path, sweep({**RATES, "flax-linen": RATES["flax-linen"] * 0.8}), "new")
     result = compare([base], [new])
     assert result.regressed and result.exit_code == 1
-    assert result.reasons and all(reason.startswith("jax/eager/cpu seed") for reason in result.reasons)
+    assert result.reasons and all(reason.startswith("flax-linen/eager/cpu seed") for reason in result.reasons)
     assert len(result.reasons) == 3 and "0.800x" in result.reasons[0]
     text = result.render()
-    assert "REGRESSED: 3 of 9 matches" in text and "jax/eager/cpu seed 0: training samples/s" in text
+    assert "REGRESSED: 3 of 9 matches" in text and "flax-linen/eager/cpu seed 0: training samples/s" in text
 
 
 def test_within_threshold_is_not_a_regression(tmp_path):
@@ -68,7 +68,7 @@ def test_group_medians_when_seeds_differ(tmp_path):
 
 def test_failed_new_run_and_unmatched_runs(tmp_path):
     base = write_run_dir(tmp_path, sweep() + [make_record(backend="torch", mode="compiled")], "base")
-    new_records = [record for record in sweep() if not (record["backend"] == "jax" and record["seed"] == 2)]
+    new_records = [record for record in sweep() if not (record["backend"] == "flax-linen" and record["seed"] == 2)]
     new_records[0] = make_record(backend="torch", seed=0, status="failed")
     new_records.append(make_record(backend="torch", seed=7))
     new = write_run_dir(tmp_path, new_records, "new")
@@ -76,11 +76,11 @@ def test_failed_new_run_and_unmatched_runs(tmp_path):
     assert result.exit_code == 1
     assert result.reasons[0] == "torch/eager/cpu seed 0: base finished ok but new run(s) ended failed"
     # Finished ok in base and missing from new: regressions, never "not compared".
-    assert result.missing == ["jax/eager/cpu seed 2", "torch/compiled/cpu (1 runs)"]
+    assert result.missing == ["flax-linen/eager/cpu seed 2", "torch/compiled/cpu (1 runs)"]
     assert result.unmatched_base == []
     assert result.unmatched_new == ["torch/eager/cpu seed 7"]
     text = result.render()
-    assert "jax/eager/cpu seed 2: finished ok in base, missing from new" in text
+    assert "flax-linen/eager/cpu seed 2: finished ok in base, missing from new" in text
     assert "only in new (not compared):" in text and "REGRESSED" in text
 
 
@@ -110,7 +110,7 @@ def test_a_nan_accuracy_is_an_invalid_record_not_a_pass(tmp_path):
 
 def test_a_base_run_that_never_finished_is_not_a_regression_when_missing(tmp_path):
     base = write_run_dir(tmp_path, [make_record(backend="torch", seed=0, status="failed")], "base")
-    new = write_run_dir(tmp_path, [make_record(backend="jax", seed=0)], "new")
+    new = write_run_dir(tmp_path, [make_record(backend="flax-linen", seed=0)], "new")
     result = compare([base], [new])
     assert result.missing == [] and result.unmatched_base == ["torch/eager/cpu (1 runs)"]
 
@@ -127,12 +127,12 @@ def busy(records: list[dict], backend: str) -> list[dict]:
 
 def test_slowdown_on_a_busy_machine_is_not_judged_but_never_ok(tmp_path):
     base = write_run_dir(tmp_path, sweep(), "base")
-    new = write_run_dir(tmp_path, busy(sweep({**RATES, "jax": RATES["jax"] * 0.5}), "jax"), "new")
+    new = write_run_dir(tmp_path, busy(sweep({**RATES, "flax-linen": RATES["flax-linen"] * 0.5}), "flax-linen"), "new")
     result = compare([base], [new])
     assert not result.regressed and result.exit_code == 3
     text = result.render()
     assert "INCONCLUSIVE: 3 of 9 matches" in text
-    assert "jax/eager/cpu seed 0: new run(s) measured on a busy machine (other processes used 43% of their CPUs)" in text
+    assert "flax-linen/eager/cpu seed 0: new run(s) measured on a busy machine (other processes used 43% of their CPUs)" in text
     # Asked to, it judges them, and the halved speed is a regression.
     forced = compare([base], [new], allow_contended=True)
     assert forced.regressed and forced.exit_code == 1 and len(forced.reasons) == 3

@@ -173,7 +173,7 @@ def test_run_devices_2_records_ok_for_every_backend(tmp_path, shared_data_dir):
         assert record["device_info"]["count"] == 2, record["device_info"]
         assert record["epochs"][0]["steps"] == 3
     assert found["torch"]["threads"]["processes_per_host"] == 2
-    assert "--xla_force_host_platform_device_count=2" in found["jax"]["threads"]["env"]["XLA_FLAGS"]
+    assert "--xla_force_host_platform_device_count=2" in found["flax-linen"]["threads"]["env"]["XLA_FLAGS"]
     assert found["tensorflow"]["device_info"]["engine"] == "tf.distribute.MirroredStrategy"
     assert not list(out.glob("*-s0.run.json.*")), "only one record per run: rank 1 must not write"
 
@@ -205,15 +205,15 @@ def test_report_shows_scaling_efficiency(tmp_path):
     from mnist_bench.bench.results import report
     from record_factory import make_record, write_run_dir
 
-    one = [make_record("jax", "compiled", seed=s, samples_per_s=1000.0) for s in (0, 1)]
-    two = [make_record("jax", "compiled", seed=s, samples_per_s=1500.0, devices=2,
-                       run_id=f"jax-compiled-cpu-d2-s{s}") for s in (0, 1)]
+    one = [make_record("flax-linen", "compiled", seed=s, samples_per_s=1000.0) for s in (0, 1)]
+    two = [make_record("flax-linen", "compiled", seed=s, samples_per_s=1500.0, devices=2,
+                       run_id=f"flax-linen-compiled-cpu-d2-s{s}") for s in (0, 1)]
     lone = [make_record("torch", "eager", samples_per_s=900.0, devices=2, run_id="torch-eager-cpu-d2-s0")]
     groups = report.group_runs([*one, *two, *lone])
-    assert ("jax", "compiled", "cpu") in groups and ("jax", "compiled", "cpux2") in groups
+    assert ("flax-linen", "compiled", "cpu") in groups and ("flax-linen", "compiled", "cpux2") in groups
     found = report.scaling(groups)
-    assert [(s.key, s.devices) for s in found] == [(("jax", "compiled", "cpux2"), 2)]  # torch has no 1-device run
+    assert [(s.key, s.devices) for s in found] == [(("flax-linen", "compiled", "cpux2"), 2)]  # torch has no 1-device run
     assert found[0].efficiency == pytest.approx(0.75)
     paths = report.write_report([write_run_dir(tmp_path / "runs", [*one, *two, *lone])], tmp_path / "out")
     markdown = Path(paths["markdown"]).read_text(encoding="utf-8")
-    assert "Scaling" in markdown and "75.0" in markdown and "jax/compiled/cpux2" in markdown
+    assert "Scaling" in markdown and "75.0" in markdown and "flax-linen/compiled/cpux2" in markdown

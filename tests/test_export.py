@@ -7,7 +7,7 @@ from record_factory import make_record, write_run_dir
 
 
 def test_csv_round_trip(tmp_path):
-    records = [make_record(backend=backend, seed=seed) for backend in ("torch", "jax") for seed in range(2)]
+    records = [make_record(backend=backend, seed=seed) for backend in ("torch", "flax-linen") for seed in range(2)]
     records.append(make_record(backend="tensorflow", status="failed", error={"message": 'bad, "quoted"\nsecond line'}))
     path = write_csv([write_run_dir(tmp_path, records)], tmp_path / "out" / "runs.csv")
 
@@ -17,8 +17,8 @@ def test_csv_round_trip(tmp_path):
     assert len(read_back) == len(records)
     by_id = {row["run_id"]: row for row in read_back}
     assert float(by_id["torch-eager-cpu-s1"]["steady_samples_per_s"]) == 1000.0
-    assert float(by_id["jax-eager-cpu-s0"]["test_accuracy"]) == 0.98
-    assert by_id["jax-eager-cpu-s0"]["versions"].startswith("jax 0.4.30")
+    assert float(by_id["flax-linen-eager-cpu-s0"]["test_accuracy"]) == 0.98
+    assert by_id["flax-linen-eager-cpu-s0"]["versions"].startswith("jax 0.4.30")
     failed = by_id["tensorflow-eager-cpu-s0"]
     assert failed["status"] == "failed" and failed["test_accuracy"] == "" and failed["epochs"] == "0"
     assert failed["error"] == 'RuntimeError: bad, "quoted"\nsecond line'

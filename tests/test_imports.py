@@ -79,14 +79,14 @@ def test_shared_layer_and_cli_import_no_framework():
     assert result["backend_modules"] == []
 
 
-def test_cli_backends_lists_the_three_backends():
+def test_cli_backends_lists_the_built_in_backends():
     proc = subprocess.run(
         [sys.executable, "-m", "mnist_bench.bench.cli", "backends"],
         cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    for name in ("torch", "tensorflow", "jax"):
+    for name in ("torch", "tensorflow", "flax-linen", "flax-nnx"):
         line = next((l for l in lines if l.split() and l.split()[0] == name), None)
         assert line is not None, f"{name} missing from:\n{proc.stdout}"
         assert ", ".join(registry.modes(name)) in line
@@ -125,8 +125,8 @@ def test_is_available_uses_find_spec(monkeypatch):
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib.util, "find_spec", spy)
-    registry.is_available("jax")
-    assert asked == list(registry.spec("jax").requires)
+    registry.is_available("flax-nnx")
+    assert asked == list(registry.spec("flax-nnx").requires)
 
 
 def test_missing_package_reported_with_install_hint(replace_spec):
@@ -144,14 +144,14 @@ def test_unknown_backend_names_the_choices():
         registry.spec("nope")
     msg = str(err.value)
     assert "'nope'" in msg
-    for name in ("torch", "tensorflow", "jax"):
+    for name in ("torch", "tensorflow", "flax-linen", "flax-nnx"):
         assert name in msg
     with pytest.raises(registry.UnknownBackend):
         registry.is_available("nope")
 
 
 def test_built_in_specs_are_registered_and_valid():
-    assert {"torch", "tensorflow", "jax"} <= set(registry.names())
+    assert {"torch", "tensorflow", "flax-linen", "flax-nnx"} <= set(registry.names())
     assert registry.problems() == ()
     for name, spec in registry.specs().items():
         assert spec.name == name and spec.problems() == []

@@ -119,5 +119,5 @@ def test_a_broken_plugin_is_one_line_and_the_others_keep_working(tmp_path):
     assert "'ghost' from mnist-bench-missing" in joined and "ModuleNotFoundError" in joined
     assert "'bad' from mnist-bench-invalid" in joined and "default_mode 'b' is not one of modes" in joined
     assert "'alias' from mnist-bench-misnamed" in joined and "its spec says 'torch'" in joined
-    for name in ("torch", "tensorflow", "jax", "numpy"):
+    for name in ("torch", "tensorflow", "flax-linen", "numpy"):
         assert any(line.startswith(name + " ") for line in proc.stdout.splitlines()), proc.stdout

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mnist_bench.backends.jax_backend.profiler import hlo_op_names
+from mnist_bench.backends.jax_shared.profiling import hlo_op_names
 
 HLO = """\
 %fused_computation.1 (param_0: f32[64,26,26,32], param_1: f32[64,24,24,64]) -> f32[32,3,3,64] {

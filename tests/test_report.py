@@ -9,7 +9,7 @@ from mnist_bench.common.records import RecordError
 from record_factory import make_record, write_run_dir
 
 INJECTED = "<script>alert(1)</script> | boom"
-BACKENDS = {"torch": ("eager", 1500.0), "tensorflow": ("eager", 900.0), "jax": ("compiled", 2000.0)}
+BACKENDS = {"torch": ("eager", 1500.0), "tensorflow": ("eager", 900.0), "flax-linen": ("compiled", 2000.0)}
 
 
 def sweep() -> list[dict]:
@@ -28,7 +28,7 @@ def written(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     run_dir = write_run_dir(root, sweep())
     (run_dir / "parity.json").write_text(
-        '{"kind": "parity", "checks": [{"a": "torch", "b": "jax", "check": "forward_logits",'
+        '{"kind": "parity", "checks": [{"a": "torch", "b": "flax-linen", "check": "forward_logits",'
         ' "max_abs_diff": 1e-6, "tolerance": 1e-5, "passed": true}]}'
     )
     (run_dir / "manifest.json").write_text('{"command": "mnist-bench run --backends all --seeds 0,1,2", "runs": []}')
@@ -46,7 +46,7 @@ def test_files_and_markdown_contents(written):
         assert backend in md
     # Headline first: the fastest group and the accuracy verdict, before any table.
     first = md.split("\n## ")[0]
-    assert "jax/compiled is fastest" in first and "1.33x (1.33–1.33) torch/eager" in first
+    assert "flax-linen/compiled is fastest" in first and "1.33x (1.33–1.33) torch/eager" in first
     assert "accuracy agrees within ±0.50 pp for all 3 pairs" in first
     # The failed run is listed with its error, and its group keeps a summary row.
     assert "torch-compiled-cpu-s0" in md and "failed" in md
@@ -111,7 +111,7 @@ def test_parity_verdicts():
 
 
 def test_single_seed_groups_are_inconclusive(tmp_path):
-    run_dir = write_run_dir(tmp_path, [make_record(backend="torch"), make_record(backend="jax", mode="compiled")])
+    run_dir = write_run_dir(tmp_path, [make_record(backend="torch"), make_record(backend="flax-linen", mode="compiled")])
     md = report.write_report([run_dir], tmp_path / "out", warn=None)["markdown"].read_text(encoding="utf-8")
     assert "inconclusive (n too small)" in md
 
@@ -129,13 +129,13 @@ def test_fraction_of_peak_column(tmp_path):
     peak = {"gflops": 143.130624, "device": "cpu", "source": "numpy", "threads": 2}
     # 1000 samples/s x 71,565,312 FLOPs = 71.565312 GFLOP/s: half the peak.
     with_peak = [make_record(backend="torch", samples_per_s=1000.0, peak=peak),
-                 make_record(backend="jax", mode="compiled", samples_per_s=500.0, peak=peak)]
+                 make_record(backend="flax-linen", mode="compiled", samples_per_s=500.0, peak=peak)]
     md = report.write_report([write_run_dir(tmp_path, with_peak)], tmp_path / "out", warn=None)["markdown"].read_text()
     header = next(line for line in md.splitlines() if line.startswith("| Group |"))
     assert header.rstrip(" |").endswith("% of peak")
     torch_row = next(line for line in md.splitlines() if line.startswith("| torch/eager |"))
-    jax_row = next(line for line in md.splitlines() if line.startswith("| jax/compiled |"))
-    assert torch_row.rstrip(" |").endswith("50.0 %") and jax_row.rstrip(" |").endswith("25.0 %")
+    linen_row = next(line for line in md.splitlines() if line.startswith("| flax-linen/compiled |"))
+    assert torch_row.rstrip(" |").endswith("50.0 %") and linen_row.rstrip(" |").endswith("25.0 %")
     assert "143 GFLOP/s (numpy on cpu, 2 threads)" in md
     old = report.write_report([write_run_dir(tmp_path, [make_record()], "old")], tmp_path / "old-out", warn=None)
     assert "% of peak" not in old["markdown"].read_text()
@@ -156,7 +156,7 @@ def test_non_strict_warns_and_still_writes(tmp_path):
     assert len(warnings) == 1 and "broken.run.json" in warnings[0]
     md = paths["markdown"].read_text(encoding="utf-8")
     assert "Skipped files" in md and "broken.run.json" in md
-    assert "jax/compiled is fastest" in md
+    assert "flax-linen/compiled is fastest" in md
 
 
 def test_accuracy_vs_wall_clock_without_elapsed(tmp_path):
@@ -214,7 +214,7 @@ def test_markup_in_any_record_field_is_escaped_in_both_formats(tmp_path):
     Markdown a `|` in them must not split a table cell."""
     hostile = "<script>alert(1)</script>|x"
     records = [make_record(backend="torch", mode=hostile, seed=seed, versions={"torch": hostile}, command=hostile)
-               for seed in range(2)] + [make_record(backend="jax", mode="compiled", seed=seed) for seed in range(2)]
+               for seed in range(2)] + [make_record(backend="flax-linen", mode="compiled", seed=seed) for seed in range(2)]
     paths = report.write_report([write_run_dir(tmp_path, records)], tmp_path / "out", warn=None,
                                 title=hostile)
     page = paths["html"].read_text(encoding="utf-8")

@@ -190,7 +190,7 @@ def report_html(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("browser-report")
     records = [
         make_record(backend=backend, mode=mode, seed=seed, samples_per_s=rate + 20 * seed, accuracy=0.98 + 0.001 * seed)
-        for backend, mode, rate in (("torch", "eager", 1500.0), ("tensorflow", "eager", 900.0), ("jax", "compiled", 2000.0))
+        for backend, mode, rate in (("torch", "eager", 1500.0), ("tensorflow", "eager", 900.0), ("flax-linen", "compiled", 2000.0))
         for seed in range(3)
     ]
     records.append(make_record(backend="torch", mode="compiled", status="failed", error={"message": INJECTED}))
@@ -226,6 +226,6 @@ def test_report_renders_cleanly(browser, report_html, tmp_path):
         assert complete and natural_width > 100 and natural_height > 100 and width > 100 and height > 100
     # The injected markup is shown as text, not run.
     assert INJECTED in layout["text"]
-    assert "jax/compiled is fastest" in layout["text"]
+    assert "flax-linen/compiled is fastest" in layout["text"]
     assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 10_000
     assert (tmp_path / "report-screenshot.png").stat().st_size == len(page.screenshot)

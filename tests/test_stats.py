@@ -62,8 +62,8 @@ def test_scipy_gives_the_intervals_the_hand_written_code_gave_on_the_committed_r
     run_dir = Path(__file__).resolve().parent.parent / "results" / "superseded" / "reference-cpu-2026-11-28"
     pairs = {(p.a[0], p.b[0]): p for p in report.accuracy_parity(report.group_runs(read_dirs([run_dir])))}
     printed = {  # difference, low, high in percentage points, and df, from that report.md
-        ("jax", "tensorflow"): (-0.02, -0.34, 0.30, 4.0),
-        ("jax", "torch"): (-0.04, -0.36, 0.28, 2.28),
+        ("flax-linen", "tensorflow"): (-0.02, -0.34, 0.30, 4.0),
+        ("flax-linen", "torch"): (-0.04, -0.36, 0.28, 2.28),
         ("tensorflow", "torch"): (-0.02, -0.35, 0.30, 2.28),
     }
     assert set(pairs) == set(printed)

@@ -8,7 +8,7 @@ Parameters are kept channels-last in the canonical layout, so loading and export
 change the dtype: float32 canonical weights become float64 exactly, and export returns
 arrays in the mode's dtype (float64 in the oracle), so nothing is rounded on the way out.
 Dropout masks come from a NumPy Generator seeded with ``(seed, DROPOUT_STREAM, step)``: a
-fresh stream per step, like the jax backend's ``fold_in(key, step)``, so losses do not depend
+fresh stream per step, like flax-linen's ``fold_in(key, step)``, so losses do not depend
 on how steps are grouped into chunks, and never the stream that shuffles the data
 (``default_rng((seed, epoch))``). NumPy has no initialisers of its own, so ``init="native"``
 starts from the shared initialisation too.

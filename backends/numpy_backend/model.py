@@ -27,7 +27,7 @@ ReLU's derivative at exactly 0 is taken as 0, as in PyTorch, TensorFlow and JAX.
 to the *first* of them in row-major window order ((0, 0), (0, 1), (1, 0), (1, 1)). That is
 what ``torch.nn.functional.max_pool2d``, ``tf.nn.max_pool2d`` and Flax's ``nn.max_pool`` (XLA's
 select-and-scatter) do: checked with a 2x2 window [[1, 3], [3, 2]], all three send the whole
-gradient to (0, 1). JAX's ``reshape(...).max(...)`` pooling (the jax backend's tuned CPU path)
+gradient to (0, 1). JAX's ``reshape(...).max(...)`` pooling (the Flax implementations' tuned CPU path)
 instead splits it equally among the tied elements.
 
 Whether the choice matters for the parity checks: in practice, no. A window that ties at zero

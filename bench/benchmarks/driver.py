@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="still busy after the wait: proceed (default; that backend's figures are marked "
                              "contended) or stop (exit 1)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
-                        help="run every backend N times in interleaved passes (torch, tensorflow, jax, torch, ...); "
+                        help="run every backend N times in interleaved passes (torch, tensorflow, flax-linen, torch, ...); "
                              "N >= 2 gives medians over passes and paired ratio intervals (default 1)")
     return parser
 
@@ -136,6 +136,10 @@ def _check(args, resolved: dict) -> dict[str, tuple[str, ...]]:
     names = [part.strip() for part in args.backends.split(",") if part.strip()]
     if not names:
         raise suite.SuiteError("--backends is empty; choose from " + ", ".join(registry.names()))
+    try:
+        names = options.backend_names(names)
+    except registry.UnknownBackend as exc:
+        raise suite.SuiteError(str(exc)) from None
     problems = []
     for name in names:
         try:

@@ -20,7 +20,7 @@ from mnist_bench.common import registry
 
 PEAK_FILE = "peak.json"
 SUMMARY_FILE = "summary.md"
-PASS_STEM = re.compile(r"^(?P<backend>\w+)\.pass(?P<number>\d+)$")
+PASS_STEM = re.compile(r"^(?P<backend>[a-z][a-z0-9-]*)\.pass(?P<number>\d+)$")  # names as common/spec.py allows
 # Inside one pytest process the benchmarks run in pytest's order (one test function's
 # parameters after another) and each benchmark's rounds back to back: checked with
 # --collect-only, e.g. train[eager-b64], train[eager-b512], train[tuned-b64], ..., eval[eager-b64], ...
@@ -38,8 +38,8 @@ def load_run(run_dir: Path) -> dict[str, dict]:
     """``{backend: pytest-benchmark JSON}`` for every ``<backend>.json`` in ``run_dir``."""
     found = {}
     for path in sorted(Path(run_dir).glob("*.json")):
-        if path.stem in registry.names():
-            found[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+        if path.stem in registry.names() or path.stem in registry.aliases():  # a saved run may use a former name
+            found[registry.canonical(path.stem)] = json.loads(path.read_text(encoding="utf-8"))
     return found
 
 
@@ -49,8 +49,8 @@ def load_passes(run_dir: Path) -> dict[str, dict[int, dict]]:
     for path in sorted(Path(run_dir).glob("*.json")):
         match = PASS_STEM.match(path.stem)
         backend, number = (match["backend"], int(match["number"])) if match else (path.stem, 1)
-        if backend in registry.names():
-            found.setdefault(backend, {})[number] = json.loads(path.read_text(encoding="utf-8"))
+        if backend in registry.names() or backend in registry.aliases():  # a saved run may use a former name
+            found.setdefault(registry.canonical(backend), {})[number] = json.loads(path.read_text(encoding="utf-8"))
     return found
 
 

@@ -29,7 +29,7 @@ from mnist_bench.bench.checks.probe import first_batches, initial_weights, parit
 STEPS = 25
 
 # Measured on this project's 2-core CPU machine (float32), 2 devices vs 1 device, 25
-# steps, largest of the three backends (torch / tensorflow / jax each in brackets).
+# steps, largest of the three backends (torch / tensorflow / flax-linen each in brackets).
 # The only difference is the order in which the batch is summed (two half-batch
 # sums and a cross-device reduce instead of one sum), so these are float32 rounding
 # of that, bounded ~10-40x above what was seen. A wrong gradient average (a sum, or

@@ -15,8 +15,10 @@ events or records:
   ``nll_loss`` of ``log_softmax``, ``backward``, ``step``; ``loss.item()`` every 10 batches.
 * ``tensorflow``/``compiled``: TensorFlow's "quickstart for experts": a Keras ``Sequential``
   model and a ``tf.function`` ``GradientTape`` step.
-* ``jax``/``compiled``: Flax ``examples/mnist`` (Linen): a ``TrainState`` and a jitted
+* ``flax-linen``/``compiled``: Flax ``examples/mnist`` as it was in Linen: a ``TrainState`` and a jitted
   ``train_step`` fed NumPy batches.
+* ``flax-nnx``/``nnx-jit``: Flax ``examples/mnist`` in NNX: an ``nnx.Module``, ``nnx.Optimizer`` and an
+  ``@nnx.jit`` step; ``flax-nnx``/``split-merge``: the functional loop of Flax's performance guide.
 
 The tuned modes' loops write each tuned mode's one idea plainly (a cheaper dropout draw
 for PyTorch; a whole chunk of steps in one ``tf.function`` loop; patch-GEMM convolutions

@@ -1,6 +1,6 @@
 """Where a training step's time goes, by operation, from the framework's own profiler.
 
-``python -m mnist_bench.bench.perf.profile --backend jax --mode compiled`` trains a few real batches
+``python -m mnist_bench.bench.perf.profile --backend flax-linen --mode compiled`` trains a few real batches
 through the backend (as the harness drives it), then profiles ``--steps`` more and
 prints the operations that took the most time per step:
 
@@ -35,7 +35,7 @@ def _batches(steps: int, data_dir: str | None):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.perf.profile", description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="jax", help="an implementation whose spec has a profiler")
+    parser.add_argument("--backend", default="flax-linen", help="an implementation whose spec has a profiler")
     parser.add_argument("--mode", default="compiled")
     parser.add_argument("--steps", type=options.positive_int, default=10)
     parser.add_argument("--top", type=options.positive_int, default=12)
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from mnist_bench.bench.run.process_setup import configure_process
 
     try:
+        args.backend = options.backend_names([args.backend])[0]
         profiler = registry.spec(args.backend).load("profiler")
     except (registry.UnknownBackend, registry.NotOffered) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -23,20 +23,20 @@ import numpy as np
 import optax
 
 from mnist_bench.common import weights
-from mnist_bench.common.interface import Backend, DeviceUnavailable
-from mnist_bench.backends.jax_backend.spec import SPEC
+from mnist_bench.common.interface import Backend
+from mnist_bench.backends.jax_shared import runtime
+from mnist_bench.backends.jax_shared.cpu_ops import max_pool_2x2, patch_conv
+from mnist_bench.backends.flax_linen_backend.spec import SPEC
 from mnist_bench.common.model import IMAGE_SIZE, NUM_CLASSES
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
 
 class PatchConv(nn.Module):
-    """A 3x3 'VALID' convolution computed as one matrix product over image patches.
+    """A 3x3 'VALID' convolution as one patch matrix product (jax_shared/cpu_ops.py says why).
 
     The same parameters as ``nn.Conv`` (an HWIO ``kernel`` and a ``bias``, the same
-    initialisers) and the same mathematics; only the summation order differs. On
-    the CPU, XLA turns the product and its two transposes into plain GEMMs, where
-    its convolution weight-gradient is far slower (bench/README.md).
+    initialisers) and the same mathematics; only the summation order differs.
     """
 
     features: int
@@ -46,17 +46,7 @@ class PatchConv(nn.Module):
         cin = x.shape[-1]
         kernel = self.param("kernel", nn.linear.default_kernel_init, (3, 3, cin, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        b, h, w, _ = x.shape
-        # Columns in (kh, kw, in) order, matching kernel.reshape(9 * in, out).
-        patches = jnp.concatenate([x[:, i:i + h - 2, j:j + w - 2, :] for i in range(3) for j in range(3)], axis=-1)
-        out = patches.reshape(-1, 9 * cin) @ kernel.reshape(9 * cin, self.features)
-        return out.reshape(b, h - 2, w - 2, self.features) + bias
-
-
-def max_pool_2x2(x):
-    """2x2/2 max-pooling as a reshape and a max: no select-and-scatter in the gradient."""
-    b, h, w, c = x.shape
-    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+        return patch_conv(x, kernel, bias)
 
 
 class CNN(nn.Module):
@@ -82,23 +72,6 @@ class CNN(nn.Module):
         x = nn.relu(nn.Dense(self.hidden, name="dense1")(x))
         x = nn.Dropout(self.dropout2, deterministic=not train)(x)
         return nn.Dense(NUM_CLASSES, name="dense2")(x)
-
-
-def _jax_device(kind: str):
-    try:
-        return jax.devices(kind)[0]
-    except RuntimeError:
-        seen = ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()) or "none"
-        hint = " (install jax[cuda12] or jax[cuda13] for GPUs, jax[tpu] for TPUs)" if kind != "cpu" else ""
-        raise DeviceUnavailable(f"JAX {jax.__version__} sees no {kind!r} device; devices found: {seen}{hint}") from None
-
-
-def numerics(platform: str) -> dict:
-    """JAX's float32 settings as they stand: its default matmul precision is TF32 on GPUs (bf16 passes on TPUs)."""
-    precision = jax.config.jax_default_matmul_precision
-    full = platform == "cpu" or precision in ("highest", "float32")
-    return {"dtype": "float32", "tf32": platform == "gpu" and not full,
-            "matmul_precision": precision or ("default (float32 on CPUs)" if platform == "cpu" else "default")}
 
 
 def loss(model: CNN, params, x, y, train: bool, rng):
@@ -129,17 +102,14 @@ def to_canonical(tree) -> weights.Weights:
 
 
 @final
-class JaxBackend(Backend):
+class FlaxLinenBackend(Backend):
     name = SPEC.name  # the spec is the one place these are written
     modes = SPEC.modes
 
     def _build(self) -> None:
         r = self.recipe
-        self._device = _jax_device(self.device)
-        if self._device.platform != "cpu":
-            # Fair numerics: JAX's default float32 matmul/conv precision on GPUs and TPUs
-            # uses TF32/bf16 passes; the parity tests caught it (docs/framework-bugs.md).
-            jax.config.update("jax_default_matmul_precision", "highest")
+        self._device = runtime.device(self.device)
+        runtime.use_full_float32(self._device.platform)
         tuned = self.mode == "tuned"
         # Patch-matmul convolutions pay off on the CPU; on GPUs and TPUs the
         # framework's convolutions (cuDNN, the TPU compiler) are the fast path.
@@ -223,16 +193,13 @@ class JaxBackend(Backend):
         return np.asarray(self._predict(self.params, self._put(np.ascontiguousarray(x)[..., None])))
 
     def versions(self) -> dict[str, str]:
-        import jaxlib
-
-        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__}
+        return runtime.versions()
 
     def device_info(self) -> dict:
-        return {"kind": self.device, "name": self._device.device_kind, "count": len(jax.devices(self._device.platform))}
+        return runtime.device_info(self.device, self._device)
 
     def numerics(self) -> dict:
-        return numerics(self._device.platform)
+        return runtime.numerics(self._device.platform)
 
     def peak_device_memory(self) -> int | None:
-        stats = self._device.memory_stats() if self._device.platform != "cpu" else None
-        return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+        return runtime.peak_memory([self._device])

@@ -1,4 +1,4 @@
-"""The JAX matmul probe for :mod:`mnist_bench.bench.perf.device_peak`: square float32 ``jax.jit(jnp.matmul)``
+"""The JAX matmul probe for :mod:`mnist_bench.bench.perf.device_peak` (both Flax implementations): square float32 ``jax.jit(jnp.matmul)``
 on the run's device, with the numerics the backend uses, synchronised by a host read."""
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def _jax_tuned_loop(recipe, train_x, train_y, seed: int):
     import jax.numpy as jnp
     import optax
 
-    from mnist_bench.backends.jax_backend.backend import CNN
+    from mnist_bench.backends.flax_linen_backend.backend import CNN
 
     model = CNN(recipe.conv1_filters, recipe.conv2_filters, recipe.hidden, recipe.dropout1, recipe.dropout2,
                 matmul_convs=True)

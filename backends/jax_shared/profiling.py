@@ -1,6 +1,6 @@
-"""JAX's profiler hook for :mod:`mnist_bench.bench.perf.profile`: ``jax.profiler.trace`` (a Perfetto trace), whose XLA
-kernels are named by fusion (``ynn_fusion.1``); each is mapped back to the jaxpr operation it came from
-through the compiled HLO's metadata, so the table says ``transpose(jvp(CNN))/conv2/conv_general_dilated``."""
+"""JAX's profiler, for either Flax API: ``jax.profiler.trace`` (a Perfetto trace), whose XLA kernels are
+named by fusion (``ynn_fusion.1``); each is mapped back to the jaxpr operation it came from through the
+compiled HLO's metadata, so the table says ``transpose(jvp(CNN))/conv2/conv_general_dilated``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ import json
 import re
 import tempfile
 from pathlib import Path
-
-import numpy as np
-
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+)")
 _CALLS = re.compile(r"calls=%?([\w.\-]+)")
 _OP_NAME = re.compile(r'op_name="([^"]+)"')
@@ -47,13 +44,13 @@ def hlo_op_names(hlo_text: str) -> dict[str, str]:
     return {**shapes, **{n: first_in[c] for n, c in calls.items() if c in first_in}, **direct}
 
 
-def profile(mode: str, recipe, xs, ys, steps: int) -> list[tuple[str, float]]:
-    """Per-operation ms per step: ``steps`` steps compiled on the first half of xs/ys, profiled on the second."""
+def profile_backend(backend, xs, ys, steps: int, hlo_text: str) -> list[tuple[str, float]]:
+    """Per-operation ms per step: ``steps`` steps on the first half of xs/ys compile, the second half is profiled.
+
+    ``hlo_text`` is the compiled HLO of the backend's step, whose instruction names the trace's events carry.
+    """
     import jax
 
-    from mnist_bench.backends.jax_backend.backend import JaxBackend
-
-    backend = JaxBackend(recipe, device="cpu", mode=mode, seed=0)
     backend.train_chunk(xs[:steps], ys[:steps])  # compile
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp, create_perfetto_trace=True):
@@ -61,23 +58,9 @@ def profile(mode: str, recipe, xs, ys, steps: int) -> list[tuple[str, float]]:
         trace = next(Path(tmp).rglob("*.trace.json.gz"))
         events = json.load(gzip.open(trace))
     events = events["traceEvents"] if isinstance(events, dict) else events
-    hlo = _jax_hlo(backend, xs[:steps], ys[:steps])
-    names = hlo_op_names(hlo)
+    names = hlo_op_names(hlo_text)
     per_op: collections.Counter = collections.Counter()
     for e in events:
         if e.get("ph") == "X" and e["name"] in names:
             per_op[f"{e['name']}  {names[e['name']]}"] += e.get("dur", 0) / 1e3 / steps
     return per_op.most_common()
-
-
-def _jax_hlo(backend, xs, ys) -> str:
-    import jax
-    import jax.numpy as jnp
-
-    images, labels = jnp.asarray(xs[..., None]), jnp.asarray(ys.astype(np.int32))
-    if backend.mode == "tuned":
-        fn, args = backend._train_chunk_fn, (backend.params, backend.opt_state, images, labels, jnp.uint32(0))
-    else:
-        fn, args = backend._train_step_fn, (backend.params, backend.opt_state, images[0], labels[0],
-                                            jax.random.PRNGKey(0))
-    return jax.jit(fn).lower(*args).compile().as_text()

@@ -1,18 +1,24 @@
-"""The JAX/Flax (Linen) implementation, described for the registry (imports no framework)."""
+"""The Flax Linen implementation, described for the registry (imports no framework).
+
+Named ``flax-linen`` beside ``flax-nnx``: the two differ only in the Flax API the model is
+written with (the same JAX, XLA and optax underneath), and the names say so. Records written
+before the rename say ``jax``, which stays an alias.
+"""
 
 from mnist_bench.common.spec import ImplementationSpec
 
 SPEC = ImplementationSpec(
-    name="jax",
-    package="mnist_bench.backends.jax_backend",
+    name="flax-linen",
+    aliases=("jax",),  # its name until the NNX implementation arrived; old records and commands use it
+    package="mnist_bench.backends.flax_linen_backend",
     description="JAX with a Flax Linen module and optax, as Flax's Linen MNIST example does",
-    backend="backend:JaxBackend",
+    backend="backend:FlaxLinenBackend",
     modes=("eager", "compiled", "tuned"),
     default_mode="compiled",
     requires=("jax", "flax", "optax"),
     devices=("cpu", "gpu", "tpu"),
     install="pip install -c constraints.txt -e '.[jax]'",
-    data_parallel="mesh:JaxMeshBackend",  # jax.sharding over a device mesh
+    data_parallel="mesh:FlaxLinenMeshBackend",  # jax.sharding over a device mesh
     data_parallel_modes=("compiled",),
     virtual_cpu_devices=True,
     plain_loop="plain_loop:LOOPS",  # mode -> the framework example's own loop (bench/perf/overhead.py)

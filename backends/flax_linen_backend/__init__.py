@@ -1,0 +1,1 @@
+"""The flax-linen implementation (formerly `jax`). Importing this package imports no framework."""

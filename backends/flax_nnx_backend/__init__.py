@@ -1,0 +1,1 @@
+"""The flax-nnx implementation. Importing this package imports no framework."""

@@ -1,1 +1,0 @@
-"""The jax implementation. Importing this package imports no framework."""

@@ -1,0 +1,51 @@
+"""The JAX runtime as both Flax implementations see it: one device, its float32 numerics, versions, memory."""
+
+from __future__ import annotations
+
+import jax
+
+from mnist_bench.common.interface import DeviceUnavailable
+
+
+def device(kind: str):
+    """The first JAX device of ``kind``; :class:`DeviceUnavailable` naming what JAX sees and how to get more."""
+    try:
+        return jax.devices(kind)[0]
+    except RuntimeError:
+        seen = ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()) or "none"
+        hint = " (install jax[cuda12] or jax[cuda13] for GPUs, jax[tpu] for TPUs)" if kind != "cpu" else ""
+        raise DeviceUnavailable(f"JAX {jax.__version__} sees no {kind!r} device; devices found: {seen}{hint}") from None
+
+
+def use_full_float32(platform: str) -> None:
+    """Fair numerics: JAX's default float32 matmul/conv precision on GPUs and TPUs uses TF32/bf16
+    passes; the parity tests caught it (docs/framework-bugs.md). CPUs compute float32 already."""
+    if platform != "cpu":
+        jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def numerics(platform: str) -> dict:
+    """JAX's float32 settings as they stand: its default matmul precision is TF32 on GPUs (bf16 passes on TPUs)."""
+    precision = jax.config.jax_default_matmul_precision
+    full = platform == "cpu" or precision in ("highest", "float32")
+    return {"dtype": "float32", "tf32": platform == "gpu" and not full,
+            "matmul_precision": precision or ("default (float32 on CPUs)" if platform == "cpu" else "default")}
+
+
+def versions() -> dict[str, str]:
+    import flax
+    import jaxlib
+    import optax
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__}
+
+
+def device_info(kind: str, dev) -> dict:
+    return {"kind": kind, "name": dev.device_kind, "count": len(jax.devices(dev.platform))}
+
+
+def peak_memory(devices) -> int | None:
+    """The largest ``peak_bytes_in_use`` over ``devices``; None on CPUs, which do not report it."""
+    stats = [d.memory_stats() or {} for d in devices if d.platform != "cpu"]
+    peaks = [s["peak_bytes_in_use"] for s in stats if "peak_bytes_in_use" in s]
+    return int(max(peaks)) if peaks else None
