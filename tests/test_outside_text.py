@@ -90,14 +90,14 @@ def test_csv_cell(cell, expected):
 
 def test_csv_export_neutralises_formulas_and_keeps_numbers(tmp_path):
     formula = failed_record('=cmd|" /C calc"!A0')
-    dash = make_record(backend="jax", seed=1, mode="-eager", contention={"other_share": -0.0})
+    dash = make_record(backend="flax-linen", seed=1, mode="-eager", contention={"other_share": -0.0})
     path = write_csv([write_run_dir(tmp_path, [formula, dash])], tmp_path / "runs.csv")
     with path.open(newline="", encoding="utf-8") as fh:
         rows = {row["backend"]: row for row in csv.DictReader(fh)}
     assert rows["torch"]["error"] == "RuntimeError: =cmd|\" /C calc\"!A0"  # starts with the type: already safe
-    assert rows["jax"]["mode"] == "'-eager"
-    assert float(rows["jax"]["test_accuracy"]) == 0.98  # numbers untouched
-    assert rows["jax"]["other_cpu_share"] == "-0.0"  # a negative number is written as one, not quoted
+    assert rows["flax-linen"]["mode"] == "'-eager"
+    assert float(rows["flax-linen"]["test_accuracy"]) == 0.98  # numbers untouched
+    assert rows["flax-linen"]["other_cpu_share"] == "-0.0"  # a negative number is written as one, not quoted
     formula_first = failed_record("x")
     formula_first["error"]["type"] = "=1+2"
     path = write_csv([write_run_dir(tmp_path, [formula_first], "second")], tmp_path / "second.csv")
