@@ -61,3 +61,11 @@ def replace_spec(monkeypatch):
         monkeypatch.setattr(registry, "_discover", lambda: (changed, problems))
 
     return replace
+
+
+@pytest.fixture(scope="session")
+def one_epoch(shared_data_dir, tmp_path_factory):
+    """One epoch of every built-in implementation through the harness (tests/one_epoch.py), run once."""
+    import one_epoch as epoch
+
+    return epoch.run(shared_data_dir, tmp_path_factory.mktemp("one-epoch"))

@@ -6,7 +6,6 @@ with every other implementation's; here: what is particular to them.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,8 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from mnist_bench.bench import cli
-from mnist_bench.common import records, registry
+from mnist_bench.common import registry
 
 KERAS = ["keras-jax", "keras-torch", "keras-tensorflow"]
 
@@ -51,20 +49,19 @@ def test_a_keras_implementation_loaded_on_the_wrong_keras_backend_is_refused():
     assert "'keras-jax' loaded as 'keras-tensorflow'" in proc.stdout, proc.stderr[-2000:]
 
 
-@pytest.mark.timeout(900)
-def test_fit_runs_through_the_harness_and_records_what_jit_compile_became(shared_data_dir, tmp_path):
+@pytest.mark.timeout(2400)  # the fixture trains every implementation for an epoch when this runs alone
+def test_fit_runs_through_the_harness_and_records_what_jit_compile_became(one_epoch):
+    # The session's one real epoch per implementation (tests/one_epoch.py), in Keras's default mode.
     # Keras resolves jit_compile="auto" itself (keras/src/trainers/trainer.py): JAX jits; PyTorch runs
     # eagerly; TensorFlow uses XLA only when it sees a GPU.
-    code = cli.main(["run", "--backends", ",".join(KERAS), "--modes", "default", "--device", "cpu",
-                     "--preset", "quick", "--set", "train_limit=1600", "--set", "test_limit=500",
-                     "--data-dir", str(shared_data_dir), "--out", str(tmp_path), "--quiet", "--no-require-quiet"])
-    runs = {r["backend"]: r for r in map(records.read, records.record_paths(tmp_path))}
-    assert code == 0, {b: (r["status"], r.get("error")) for b, r in runs.items()}
-    resolved = {name: runs[name]["numerics"]["keras"]["jit_compile_resolved"] for name in KERAS}
+    resolved = {name: one_epoch[name]["numerics"]["keras"]["jit_compile_resolved"] for name in KERAS}
     assert resolved == {"keras-jax": True, "keras-torch": False, "keras-tensorflow": False}
-    for run in runs.values():
-        assert run["numerics"]["keras"]["jit_compile"] == "auto"
-        assert run["epochs"][0]["steps"] == 1600 // 64
-        # model.fit's chunks: the lone first step, then 20 steps, then the rest (the first two are not steady).
-        assert run["timing"]["first_step_s"] > 0 and run["timing"]["steady_chunks"] == 1
-        assert np.isfinite(run["epochs"][0]["train_loss"]) and run["epochs"][0]["test_accuracy"] > 0.5
+    chunked = one_epoch["torch"]  # trained through train_chunk: the chunks model.fit's callback must reproduce
+    for name in KERAS:
+        run = one_epoch[name]
+        assert run["mode"] == "fit" and run["numerics"]["keras"]["jit_compile"] == "auto"
+        assert run["epochs"][0]["steps"] == chunked["epochs"][0]["steps"] == 60_000 // 64
+        # Chunked as on the chunk path: the lone first step and the first chunk are not steady.
+        assert run["timing"]["first_step_s"] > 0
+        assert run["timing"]["steady_chunks"] == chunked["timing"]["steady_chunks"] == 46  # of 937 steps: 1, 46 x 20, 16; all but the first two
+        assert np.isfinite(run["epochs"][0]["train_loss"]) and run["epochs"][0]["test_accuracy"] > 0.9
