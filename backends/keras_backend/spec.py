@@ -32,6 +32,7 @@ def _spec(framework: str, modes: tuple[str, ...], what: str, requires: tuple[str
         install=f"pip install -c constraints.txt -e '.[{extra}]'",
         devices=devices,
         plain_loop="plain_loop:LOOPS",  # mode -> a plain model.fit loop (bench/perf/overhead.py)
+        matmul_probe=f"on_{framework}:matmul_probe",  # the framework underneath times the peak
         env={"KERAS_BACKEND": framework, **(env or {})},
     )
 
