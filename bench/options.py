@@ -19,36 +19,29 @@ def csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def positive_int(text: str) -> int:
+def _checked(text: str, convert, accept, expected: str):
+    """``convert(text)`` when ``accept`` holds for it; else an error naming what was ``expected`` and what came."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _checked(text, int, lambda value: value > 0, "a positive integer")
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0: ``inf`` would reach JSON records (which cannot hold it) and wait forever."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number (finite), got {text!r}")
-    return value
+    return _checked(text, float, lambda value: value > 0 and math.isfinite(value), "a positive number (finite)")
 
 
 def non_negative_float(text: str) -> float:
     """A finite number >= 0 (a wait that may be zero)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0 (finite), got {text!r}")
-    return value
+    return _checked(text, float, lambda value: value >= 0 and math.isfinite(value), "a number >= 0 (finite)")
 
 
 def fraction(text: str) -> float:
