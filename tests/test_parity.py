@@ -73,7 +73,7 @@ def test_pair(checks, name, a, b):
     _assert(checks[(a, b, name)])
 
 
-@pytest.mark.parametrize("name,a,b", _params("roundtrip_accuracy", itertools.permutations(MOVERS, 2)))
+@pytest.mark.parametrize("name,a,b", _params("roundtrip_accuracy", parity.roundtrip_pairs(MOVERS)))
 def test_weight_roundtrip_accuracy(checks, name, a, b):
     _assert(checks[(a, b, name)])
 
@@ -85,7 +85,7 @@ def test_export_is_exact(checks, label):
 
 def test_every_check_was_made(checks):
     n, m = len(LABELS), len(MOVERS)
-    assert len(checks) == n + 5 * len(PAIRS) + m * (m - 1) + len(oracle.CHECKS) * (n - 1)
+    assert len(checks) == n + 5 * len(PAIRS) + 2 * (m - 1) + len(oracle.CHECKS) * (n - 1)
 
 
 def test_pairs_cover_every_mode_and_every_implementation():
