@@ -18,7 +18,7 @@ PACKAGE = "mnist_bench.backends.keras_backend"
 JIT_COMPILE = {"fit": "auto", "fit-jit": True, "fit-nojit": False}
 
 
-def _spec(framework: str, modes: tuple[str, ...], what: str, requires: tuple[str, ...], extra: str,
+def _spec(framework: str, modes: tuple[str, ...], what: str, requires: tuple[str, ...], extra: str, native: str,
           distribution: str, env: dict[str, str] | None = None, devices: tuple[str, ...] = ("cpu", "gpu"),
           **parallel) -> ImplementationSpec:  # parallel: the data-parallel fields, where Keras has an engine
     return ImplementationSpec(
@@ -29,6 +29,8 @@ def _spec(framework: str, modes: tuple[str, ...], what: str, requires: tuple[str
         backend="backend:KerasBackend",
         modes=modes,
         default_mode="fit",
+        layer="Keras",
+        layer_over=native,  # the same framework written natively: what Keras costs over it
         requires=("keras", *requires),
         install=f"pip install -c constraints.txt -e '.[{extra}]'",
         devices=devices,
@@ -40,18 +42,19 @@ def _spec(framework: str, modes: tuple[str, ...], what: str, requires: tuple[str
 
 
 # auto -> jit_compile=True everywhere on JAX; fit-nojit runs the same step op by op.
-KERAS_JAX = _spec("jax", ("fit", "fit-nojit"), "JAX", ("jax",), "jax",
+KERAS_JAX = _spec("jax", ("fit", "fit-nojit"), "JAX", ("jax",), "jax", "flax-linen",
                   "data-parallel with Keras's own keras.distribution.DataParallel (several hosts through "
                   "keras.distribution.initialize, i.e. jax.distributed)",
                   env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}, devices=("cpu", "gpu", "tpu"),
                   data_parallel="data_parallel:KerasDataParallelBackend", data_parallel_modes=("fit",),
                   virtual_cpu_devices=True)
 # auto -> jit_compile=False (eager) everywhere on PyTorch; fit-jit is torch.compile.
-KERAS_TORCH = _spec("torch", ("fit", "fit-jit"), "PyTorch", ("torch",), "torch",
+KERAS_TORCH = _spec("torch", ("fit", "fit-jit"), "PyTorch", ("torch",), "torch", "torch",
                     "no data-parallel run: Keras 3.15's keras.distribution has no PyTorch backend "
                     "(keras/src/backend sets distribution_lib = None for torch)")
 # auto -> False (tf.function without XLA) on a CPU, True (XLA) on a GPU: both values are offered.
 KERAS_TENSORFLOW = _spec("tensorflow", ("fit", "fit-jit", "fit-nojit"), "TensorFlow", ("tensorflow",), "tensorflow",
+                         "tensorflow",
                          "no data-parallel run: Keras 3.15's keras.distribution is JAX-only (its TensorFlow "
                          "distribution_lib is a prototype marked 'DO NOT USE'); TensorFlow's own "
                          "tf.distribute.MirroredStrategy does train this model.fit (checked on 2 logical CPUs: "
