@@ -1,7 +1,7 @@
 """Data-parallel training does not change the mathematics (see bench/checks/dp_parity.py, docs/data-parallel.md).
 
-On this CPU machine: JAX with two host devices, TensorFlow with two logical CPU
-devices, PyTorch with two gloo processes -- and each framework's multi-host mode
+On this CPU machine: JAX with two host devices (Flax, and Keras's keras.distribution), TensorFlow
+with two logical CPU devices, PyTorch with two gloo processes -- and each framework's multi-host mode
 with two processes over loopback. From the same canonical weights, dropout off,
 each must follow the single-device loss at every step. Every probe runs in its
 own process(es). A backend that is not installed fails here, it is never skipped.
@@ -175,6 +175,7 @@ def test_run_devices_2_records_ok_for_every_backend(tmp_path, shared_data_dir):
     assert found["torch"]["threads"]["processes_per_host"] == 2
     assert "--xla_force_host_platform_device_count=2" in found["flax-linen"]["threads"]["env"]["XLA_FLAGS"]
     assert found["tensorflow"]["device_info"]["engine"] == "tf.distribute.MirroredStrategy"
+    assert found["keras-jax"]["device_info"]["engine"] == "keras.distribution.DataParallel"  # Keras's own, not ours
     assert not list(out.glob("*-s0.run.json.*")), "only one record per run: rank 1 must not write"
 
 
@@ -188,8 +189,11 @@ def test_run_devices_2_records_ok_for_every_backend(tmp_path, shared_data_dir):
     (["--hosts", "2", "--host-rank", "5", "--coordinator", "h:1"], ["--host-rank 5", "0 to 1"]),
     (["--devices", "2", "--modes", "xla", "--backends", "tensorflow"], ["tensorflow", "compiled", "xla"]),
     (["--devices", "2", "--backends", "numpy"], ["numpy has no data-parallel implementation", "--backends"]),
+    # Keras 3.15's keras.distribution runs on JAX only, and op by op it deadlocks (docs/framework-bugs.md).
+    (["--devices", "2", "--backends", "keras-torch"], ["keras-torch has no data-parallel implementation"]),
+    (["--devices", "2", "--modes", "fit-nojit", "--backends", "keras-jax"], ["keras-jax", "fit only", "fit-nojit"]),
 ], ids=["zero", "indivisible", "indivisible-batch", "more-than-cpus", "hosts-auto", "no-coordinator",
-        "rank-range", "mode", "not-offered"])
+        "rank-range", "mode", "not-offered", "keras-torch", "keras-op-by-op"])
 def test_bad_data_parallel_input_exits_2(tmp_path, capsys, extra, named):
     from mnist_bench.bench import cli
     from test_cli_input import assert_no_run_started, run_args, run_cli

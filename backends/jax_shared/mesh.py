@@ -27,7 +27,7 @@ class DataMesh:
                 jax.config.update("jax_cpu_collectives_implementation", "gloo")
             jax.distributed.initialize(coordinator_address=topology.coordinator, num_processes=topology.hosts,
                                        process_id=topology.host_rank)
-        self.mesh = Mesh(np.array(_mesh_devices(kind, topology)), ("data",))
+        self.mesh = Mesh(np.array(mesh_devices(kind, topology)), ("data",))
         self.replicated = NamedSharding(self.mesh, P())
         self.sharded = NamedSharding(self.mesh, P("data"))
 
@@ -53,7 +53,8 @@ def local(array: jax.Array) -> np.ndarray:
     return np.asarray(array.addressable_data(0))
 
 
-def _mesh_devices(kind: str, topology: parallel.Topology) -> list:
+def mesh_devices(kind: str, topology: parallel.Topology) -> list:
+    """The mesh's devices: each process's first ``topology.devices`` of ``kind``, process by process."""
     try:
         found = jax.devices(kind)
     except RuntimeError:

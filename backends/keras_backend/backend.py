@@ -84,15 +84,31 @@ class ChunkStamps(keras.callbacks.Callback):
             self._on_chunk(losses)
 
 
-@final
-class KerasBackend(Backend, EpochTrainer):
+class KerasModelBackend(Backend, EpochTrainer):
+    """What the single-device and the data-parallel Keras backends share: the model, its weights, ``fit``.
+
+    The two final classes differ in where the model lives (:meth:`_place`, :meth:`_scope`) and which rows of
+    each batch this process feeds to ``fit`` (:meth:`_fit_rows`); the data-parallel one also places the
+    probes' batches itself (``loss_and_grads``, ``_logits``).
+    """
+
     name = SPEC.name  # the spec is the one place these are written
-    modes = SPEC.modes
+
+    def _place(self) -> None:
+        """Choose the device (and, data-parallel, the distribution) before any variable exists."""
+        self._device = framework.configure(self.threads, self.device)
+
+    def _scope(self):
+        return keras.device(self._device)
+
+    def _fit_rows(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(images, labels, batch size) that this process passes to ``fit``: every row of every batch."""
+        return x, y, x.shape[1]
 
     def _build(self) -> None:
-        self._device = framework.configure(self.threads, self.device)
         keras.utils.set_random_seed(self.seed)  # Keras's own initialisers and dropout masks
-        with keras.device(self._device):
+        self._place()
+        with self._scope():
             self.model = build_model(self.recipe)
             self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             self.optimizer = keras.optimizers.SGD(learning_rate=self.recipe.learning_rate,
@@ -119,9 +135,10 @@ class KerasBackend(Backend, EpochTrainer):
     def train_epoch(self, x: np.ndarray, y: np.ndarray, chunk_sizes: list[int],
                     on_chunk: Callable[[np.ndarray], None]) -> None:
         stamps = ChunkStamps(chunk_sizes, on_chunk)
-        with keras.device(self._device):
+        x, y, batch_size = self._fit_rows(x, y)
+        with self._scope():
             self.model.fit(np.ascontiguousarray(x).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1),
-                           np.asarray(y, np.int32).reshape(-1), batch_size=x.shape[1], epochs=1,
+                           np.asarray(y, np.int32).reshape(-1), batch_size=batch_size, epochs=1,
                            shuffle=False, verbose=0, callbacks=[stamps])
 
     def train_chunk(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -130,13 +147,13 @@ class KerasBackend(Backend, EpochTrainer):
         return chunks[0]
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, weights.Weights]:
-        with keras.device(self._device):
+        with self._scope():
             loss, grads = framework.loss_and_grads(self.model, self.loss_fn, np.ascontiguousarray(x)[..., None],
                                                    np.asarray(y, np.int32))
         return loss, self._canonical(grads)
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
-        with keras.device(self._device):
+        with self._scope():
             return np.asarray(self.model.predict_on_batch(np.ascontiguousarray(x)[..., None]))
 
     def versions(self) -> dict[str, str]:
@@ -154,3 +171,8 @@ class KerasBackend(Backend, EpochTrainer):
                 "keras": {"backend": FRAMEWORK, "jit_compile": JIT_COMPILE[self.mode],
                           "jit_compile_resolved": bool(self.model.jit_compile),
                           "image_data_format": "channels_last"}}
+
+
+@final
+class KerasBackend(KerasModelBackend):
+    modes = SPEC.modes

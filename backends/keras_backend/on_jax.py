@@ -46,13 +46,18 @@ def peak_memory(device: str) -> int | None:
     return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
 
 
-def loss_and_grads(model, loss_fn, x: np.ndarray, y: np.ndarray) -> tuple[float, list[np.ndarray]]:
-    """Keras's stateless API on JAX: the model as a pure function of its variables, differentiated by JAX."""
-    non_trainable = [v.value for v in model.non_trainable_variables]
+def loss_and_grads(model, loss_fn, x, y, compiled: bool = False) -> tuple[float, list[np.ndarray]]:
+    """Keras's stateless API on JAX: the model as a pure function of its variables, differentiated by JAX.
 
-    def loss(trainable):
+    ``compiled``: as one ``jax.jit`` program. A batch sharded over XLA host devices needs it: run op by
+    op, the all-reduces of consecutive ops can deadlock the CPU client (docs/framework-bugs.md).
+    """
+
+    def loss(trainable, non_trainable, x, y):
         logits, _ = model.stateless_call(trainable, non_trainable, x, training=False)
         return loss_fn(y, logits)
 
-    value, grads = jax.value_and_grad(loss)([v.value for v in model.trainable_variables])
+    step = jax.value_and_grad(loss)
+    value, grads = (jax.jit(step) if compiled else step)(
+        [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], x, y)
     return float(value), [np.asarray(g) for g in grads]
