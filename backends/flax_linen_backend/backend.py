@@ -102,7 +102,7 @@ def to_canonical(tree) -> weights.Weights:
 
 
 @final
-class FlaxLinenBackend(Backend):
+class FlaxLinenBackend(runtime.OneDeviceReport, Backend):
     name = SPEC.name  # the spec is the one place these are written
     modes = SPEC.modes
 
@@ -191,15 +191,3 @@ class FlaxLinenBackend(Backend):
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self._predict(self.params, self._put(np.ascontiguousarray(x)[..., None])))
-
-    def versions(self) -> dict[str, str]:
-        return runtime.versions()
-
-    def device_info(self) -> dict:
-        return runtime.device_info(self.device, self._device)
-
-    def numerics(self) -> dict:
-        return runtime.numerics(self._device.platform)
-
-    def peak_device_memory(self) -> int | None:
-        return runtime.peak_memory([self._device])

@@ -48,7 +48,7 @@ def pure_params(w: weights.Weights) -> dict:
 
 
 @final
-class FlaxNnxBackend(Backend):
+class FlaxNnxBackend(runtime.OneDeviceReport, Backend):
     name = SPEC.name  # the spec is the one place these are written
     modes = SPEC.modes
 
@@ -136,15 +136,3 @@ class FlaxNnxBackend(Backend):
         if self._state is not None:
             return np.asarray(self._functional_predict(self._state[0], images))
         return np.asarray(self._predict(self._eval_model, images))
-
-    def versions(self) -> dict[str, str]:
-        return runtime.versions()
-
-    def device_info(self) -> dict:
-        return runtime.device_info(self.device, self._device)
-
-    def numerics(self) -> dict:
-        return runtime.numerics(self._device.platform)
-
-    def peak_device_memory(self) -> int | None:
-        return runtime.peak_memory([self._device])

@@ -28,7 +28,7 @@ from mnist_bench.common.interface import Backend
 
 
 @final
-class FlaxNnxMeshBackend(Backend):
+class FlaxNnxMeshBackend(runtime.MeshReport, Backend):
     name = SPEC.name  # the spec is the one place these are written
     modes = SPEC.data_parallel_modes
     data_parallel = True
@@ -111,15 +111,3 @@ class FlaxNnxMeshBackend(Backend):
         # Replicated: the last evaluation batch need not divide by the device count.
         return local(self._predict(self._eval_model, self.data.put(np.ascontiguousarray(x)[..., None],
                                                                    self.data.replicated)))
-
-    def versions(self) -> dict[str, str]:
-        return runtime.versions()
-
-    def device_info(self) -> dict:
-        return self.data.device_info(self.device)
-
-    def numerics(self) -> dict:
-        return runtime.numerics(self.data.devices[0].platform)
-
-    def peak_device_memory(self) -> int | None:
-        return runtime.peak_memory(self.data.mesh.local_devices)

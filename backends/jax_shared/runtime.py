@@ -49,3 +49,36 @@ def peak_memory(devices) -> int | None:
     stats = [d.memory_stats() or {} for d in devices if d.platform != "cpu"]
     peaks = [s["peak_bytes_in_use"] for s in stats if "peak_bytes_in_use" in s]
     return int(max(peaks)) if peaks else None
+
+
+class OneDeviceReport:
+    """What a single-device JAX backend reports about its runtime; needs ``self.device`` (the kind) and
+    ``self._device`` (the JAX device)."""
+
+    def versions(self) -> dict[str, str]:
+        return versions()
+
+    def device_info(self) -> dict:
+        return device_info(self.device, self._device)
+
+    def numerics(self) -> dict:
+        return numerics(self._device.platform)
+
+    def peak_device_memory(self) -> int | None:
+        return peak_memory([self._device])
+
+
+class MeshReport:
+    """The same for a data-parallel JAX backend; needs ``self.data`` (a :class:`~.mesh.DataMesh`)."""
+
+    def versions(self) -> dict[str, str]:
+        return versions()
+
+    def device_info(self) -> dict:
+        return self.data.device_info(self.device)
+
+    def numerics(self) -> dict:
+        return numerics(self.data.devices[0].platform)
+
+    def peak_device_memory(self) -> int | None:
+        return peak_memory(self.data.mesh.local_devices)
