@@ -70,7 +70,8 @@ def numerical(candidate: str, against: Sequence[str] = ("torch",), *, modes: Seq
               device: str = "cpu") -> ParityResult:
     """Numerical parity of ``candidate`` (every mode, or ``modes``) with ``against`` (their default modes) and float64.
 
-    ``data_dir``: the MNIST IDX files (default: ``MNIST_BENCH_DATA``, then the download cache).
+    ``data_dir``: the MNIST IDX files (default: ``MNIST_BENCH_DATA``, then the download cache). On the
+    CPU the probes run side by side, one single-thread process per CPU (``threads`` is then not used).
     """
     from mnist_bench.bench.checks import parity
     from mnist_bench.common import registry
@@ -82,7 +83,7 @@ def numerical(candidate: str, against: Sequence[str] = ("torch",), *, modes: Seq
     configs = _labels(candidate, modes) + [parity.ProbeConfig(b, registry.default_mode(b)) for b in against]
     configs = list(dict.fromkeys(configs))
     with tempfile.TemporaryDirectory(prefix="mnist-parity-") as tmp:
-        checks = parity.check(configs, data_dir, Path(work or tmp), threads, device)
+        checks = parity.check(configs, data_dir, Path(work or tmp), threads, device, side_by_side=device == "cpu")
     return ParityResult(checks, [c.label for c in parity.with_oracle(configs)])
 
 

@@ -140,6 +140,12 @@ def test_parity_with_no_data(tmp_path, capsys, no_network):
     assert not (tmp_path / "parity").exists()
 
 
+def test_side_by_side_parity_is_for_the_cpu_only(tmp_path, capsys):
+    refused(capsys, ["parity", "--backends", "torch", "--device", "gpu", "--side-by-side", "--out", tmp_path / "p"],
+            "--side-by-side", "--device gpu", "leave --side-by-side out")
+    assert not (tmp_path / "p").exists()
+
+
 # --- where results go ----------------------------------------------------------------------------------
 
 

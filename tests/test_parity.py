@@ -48,7 +48,7 @@ def _params(name, pairs):
 def checks(shared_data_dir, tmp_path_factory):
     for name in BUILT_IN:
         assert registry.is_available(name), registry.not_installed_message(name)
-    results = parity.run_probes(CONFIGS, str(shared_data_dir), tmp_path_factory.mktemp("parity"))
+    results = parity.run_probes(CONFIGS, str(shared_data_dir), tmp_path_factory.mktemp("parity"), side_by_side=True)
     return {(c["a"], c["b"], c["check"]): c for c in parity.differences(results, PAIRS)}
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,31 @@ def evaluate_weights(config: ProbeConfig, inputs: Path, weight_files: list[Path]
     np.savez(out, **results)
 
 
+def _run_all(tasks: list[tuple[list[str], str]], threads: int, side_by_side: bool) -> None:
+    """Each (arguments, device) in its own probe process: one after another, or side by side on one CPU each."""
+    if not side_by_side:
+        for args, device in tasks:
+            _run_in_process(args, threads, device)
+        return
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    cpus: queue.Queue[int] = queue.Queue()
+    for cpu in sorted(os.sched_getaffinity(0)):
+        cpus.put(cpu)
+
+    def on_a_free_cpu(task: tuple[list[str], str]) -> None:
+        cpu = cpus.get()
+        try:
+            _run_in_process([*task[0], "--cpu", str(cpu)], 1, task[1])
+        finally:
+            cpus.put(cpu)
+
+    with ThreadPoolExecutor(max_workers=cpus.qsize()) as pool:
+        for future in [pool.submit(on_a_free_cpu, task) for task in tasks]:
+            future.result()  # the first failure, as one after another would raise it
+
+
 def _run_in_process(args: list[str], threads: int, device: str) -> None:
     from mnist_bench.bench.run import process
 
@@ -142,28 +168,33 @@ def _run_in_process(args: list[str], threads: int, device: str) -> None:
 
 
 def run_probes(configs: list[ProbeConfig], data_dir: str | None, work: Path, threads: int = 2,
-               device: str = "cpu") -> dict[str, dict]:
+               device: str = "cpu", side_by_side: bool = False) -> dict[str, dict]:
     """Run both phases, one process per backend; return each config's arrays by label.
 
     Phase 1 probes every config. Phase 2 (weights moved between backends) uses
     each backend's default mode: modes share the model, only execution differs.
+    ``side_by_side``: as many processes at once as this process may use CPUs, each pinned to one CPU
+    with one thread (``threads`` is then ignored): for CPUs only (GPU probes would share the device).
+    The tests and the pytest plug-in run them so: two single-thread processes on a 2-core machine
+    finish in well under twice the time of one two-thread process, and every check passes alike.
     """
+    if side_by_side and device != "cpu":
+        raise ValueError("side_by_side probes share the machine's CPUs: for device 'cpu' only")
     work.mkdir(parents=True, exist_ok=True)
     inputs = make_inputs(data_dir, work / "inputs.npz")
     by_backend: dict[str, list[ProbeConfig]] = {}
     for c in configs:
         by_backend.setdefault(c.backend, []).append(c)
-    for backend, group in by_backend.items():
-        # The oracle is NumPy on the host whatever device the others are probed on.
-        where = "cpu" if registry.spec(backend).oracle else device
-        _run_in_process(["probe", backend, ",".join(c.mode for c in group), str(inputs), str(work)], threads, where)
+    # The oracle is NumPy on the host whatever device the others are probed on.
+    _run_all([(["probe", backend, ",".join(c.mode for c in group), str(inputs), str(work)],
+               "cpu" if registry.spec(backend).oracle else device) for backend, group in by_backend.items()],
+             threads, side_by_side)
 
     movers = movers_of(configs)
-    for c in movers:
-        exporters = [e for e, loader in roundtrip_pairs([m.label for m in movers]) if loader == c.label]
-        if exporters:
-            _run_in_process(["evaluate", c.backend, c.mode, str(inputs), str(work),
-                             *(str(work / f"{label}.npz") for label in exporters)], threads, device)
+    pairs = roundtrip_pairs([m.label for m in movers])
+    _run_all([(["evaluate", c.backend, c.mode, str(inputs), str(work),
+                *(str(work / f"{exporter}.npz") for exporter, loader in pairs if loader == c.label)], device)
+              for c in movers if any(loader == c.label for _, loader in pairs)], threads, side_by_side)
     out = {}
     for c in configs:
         with np.load(work / f"{c.label}.npz") as a:
@@ -255,10 +286,10 @@ def differences(results: dict[str, dict], pairs: list[tuple[str, str]] | None = 
 
 
 def check(configs: list[ProbeConfig], data_dir: str | None, work: Path, threads: int = 2,
-          device: str = "cpu") -> list[dict]:
+          device: str = "cpu", side_by_side: bool = False) -> list[dict]:
     """The whole parity check for ``configs`` (the oracle added): probe, then :func:`differences` on :func:`pairs_of`."""
     configs = with_oracle(configs)
-    return differences(run_probes(configs, data_dir, work, threads, device), pairs_of(configs))
+    return differences(run_probes(configs, data_dir, work, threads, device, side_by_side), pairs_of(configs))
 
 
 def failure_message(check: dict) -> str:
@@ -287,9 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("weights", nargs="*", type=Path)
     options.add_threads(parser, default=2)
     options.add_device(parser, "cpu", auto=False)
+    parser.add_argument("--cpu", type=int, help="run on this CPU only (with --threads 1: side by side with others)")
     args = parser.parse_args(argv)
     from mnist_bench.bench.run.process_setup import configure_process
 
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})  # configure_process then pins to the first --threads CPUs of this one
     configure_process(args.threads, args.device, args.backend)  # its spec's env (KERAS_BACKEND) before any import
     if args.phase == "probe":
         configs = [ProbeConfig(args.backend, mode) for mode in args.modes.split(",")]
