@@ -92,12 +92,12 @@ class SweepClock:
 
     def summary(self) -> str:
         """e.g. '3/21 runs done, about 1 h 12 min left'."""
-        left, sure = self.left_s()
         head = f"{self.done}/{self.total} runs done"
-        if left is None:
-            return head if self.done == self.total else f"{head}, time left not known yet"
         if self.done == self.total:
             return head
+        left, sure = self.left_s()
+        if left is None:
+            return f"{head}, time left not known yet"
         return f"{head}, about {duration(left)} left" + ("" if sure else " (runs of groups not yet seen guessed)")
 
 
