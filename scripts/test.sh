@@ -24,4 +24,7 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
     fi
 fi
 export MNIST_BENCH_DATA="${MNIST_BENCH_DATA:-$(cd .. && pwd)/shared/data}"
-exec .venv/bin/python -m pytest "$@"
+# Two workers, each on its own share of the CPUs (tests/machine_share.py: why, and how a test that
+# needs the whole machine gets it); -n 0 runs every test in this one process.
+WORKERS=$(( $(nproc) >= 2 ? 2 : 1 ))
+exec .venv/bin/python -m pytest -n "$WORKERS" --dist loadgroup --no-loadscope-reorder "$@"

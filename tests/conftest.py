@@ -6,7 +6,36 @@ from types import SimpleNamespace
 
 import pytest
 
+import machine_share
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    machine_share.configure(config)
+
+
+def pytest_unconfigure(config):
+    machine_share.unconfigure(config)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    machine_share.assign_groups(items)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has read them
+def pytest_collection_finish(session):
+    machine_share.check_grouped(session.config, session.items)
+
+
+_machine_share = machine_share.MachineShare()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout's clock: waiting is not running
+def pytest_runtest_protocol(item, nextitem):
+    with _machine_share.around(item, nextitem):
+        yield
 
 
 @pytest.fixture(scope="session")

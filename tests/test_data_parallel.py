@@ -21,6 +21,10 @@ from mnist_bench.bench.checks import dp_parity
 from mnist_bench.bench.run.process import child_env
 from mnist_bench.common import parallel, registry
 
+# Two devices train on two CPUs: under the test command's workers (tests/machine_share.py) these tests
+# take every CPU, beside the other worker's tests.
+pytestmark = pytest.mark.all_cpus
+
 # Data-parallel twins are optional: the ones whose spec has one.
 BACKENDS = [name for name, spec in registry.specs().items() if spec.offers("data_parallel")]
 MULTIHOST_STEPS = 8  # a prefix of the trajectory: the collectives over loopback are what is tested

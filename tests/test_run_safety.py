@@ -94,6 +94,7 @@ def test_resume_refuses_a_different_plan_listing_the_differences(copy, shared_da
     assert snapshot(copy) == before, "the manifest and records stay as they were"
 
 
+@pytest.mark.all_cpus  # asks for 2 threads, more than a test worker's share on a 2-CPU machine
 @pytest.mark.timeout(300)
 def test_resume_lists_every_difference_including_the_device_and_threads(copy, shared_data_dir, capsys):
     argv = argv_for(shared_data_dir, "--resume", copy, "--quiet", "--set", "dropout1=0.5")
