@@ -23,7 +23,7 @@ fi
 .venv/bin/python - <<'PY'
 import importlib.util, sys
 missing = [m for m in ("torch", "tensorflow", "keras", "jax", "flax", "optax", "pytest", "matplotlib", "hypothesis",
-                       "scipy", "jsonschema")
+                       "scipy", "jsonschema", "submitit")
            if importlib.util.find_spec(m) is None]
 from importlib.metadata import PackageNotFoundError, version
 try:
