@@ -98,8 +98,11 @@ def running_job(run_dir: Path, run_id: str, cluster) -> str:
 
 
 def test_sweep_through_slurm_gives_the_local_records_plus_job_and_node(slurm_cluster, shared_data_dir, tmp_path):
-    done = cli(run_argv(shared_data_dir, tmp_path / "slurm", backends="torch,flax-linen", train_limit=1280))
+    done = cli(run_argv(shared_data_dir, tmp_path / "slurm", "--report", backends="torch,flax-linen",
+                        train_limit=1280))
     assert done.returncode == 0, done.stderr + done.stdout
+    report = (tmp_path / "slurm" / "report.md").read_text()
+    assert "flax-linen" in report and "torch" in report
     found = read_records(tmp_path / "slurm")
     assert sorted(found) == ["flax-linen-compiled-cpu-s0", "flax-linen-compiled-cpu-s1",
                              "torch-eager-cpu-s0", "torch-eager-cpu-s1"]
