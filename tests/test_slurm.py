@@ -123,7 +123,7 @@ def test_sweep_through_slurm_gives_the_local_records_plus_job_and_node(slurm_clu
 
 def test_scancel_mid_run_records_slurms_reason_and_resume_resubmits_only_it(slurm_cluster, shared_data_dir, tmp_path):
     out = tmp_path / "run"
-    argv = run_argv(shared_data_dir, out, "--no-peak-probe", train_limit=6400, epochs=2, chunk_steps=5)
+    argv = run_argv(shared_data_dir, out, "--no-peak-probe", train_limit=6400, chunk_steps=5)  # 100 steps
     proc = popen_cli(argv)
     victim = wait_for_step(out, proc)
     job_id = running_job(out, victim, slurm_cluster)
