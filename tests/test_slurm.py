@@ -174,6 +174,24 @@ def test_a_job_over_its_time_limit_gets_a_timeout_record(slurm_cluster, shared_d
     assert found["executor"]["state"] == "TIMEOUT" and "TimeLimit" in found["error"]["message"]
 
 
+def test_a_job_that_never_reaches_the_run_directory_says_it_must_be_shared(slurm_cluster, tmp_path):
+    # A job that fails before writing anything, as one on a node that does not share the run directory does.
+    from mnist_bench.bench.run import harness, progress, record, slurm_executor
+    from mnist_bench.common.recipe import PRESETS
+
+    submitted = slurm_cluster.run("sbatch", "--parsable", "--wait", "-o", "/dev/null", "--wrap", "exit 7", timeout=60)
+    job_id = submitted.stdout.strip()
+    spec = harness.RunSpec("torch", "eager", "cpu", 0)
+    config = harness.SweepConfig(specs=(spec,), recipe=PRESETS["quick"], run_dir=tmp_path, threads=1,
+                                 timeout_s=60, command="test")
+    item = slurm_executor.Tracked(spec, job_id, (0, 1), record.now())
+    found = slurm_executor.settle(item, config, progress.QuietDisplay(), record.mnist_bench_info())
+    assert found == records.read(harness.record_path(tmp_path, spec))
+    assert found["status"] == "failed" and found["executor"]["state"] == "FAILED", found
+    assert found["error"]["type"] == "SlurmFailed" and "exit code 7:0" in found["error"]["message"]
+    assert "must be on a filesystem the nodes share" in found["error"]["message"]
+
+
 def test_slurm_options_need_the_slurm_executor(tmp_path):
     done = cli(["run", "--backends", "torch", "--partition", "gpu", "--out", str(tmp_path / "x")], timeout=60)
     assert done.returncode == 2 and "--partition is a SLURM option: add --executor slurm" in done.stderr

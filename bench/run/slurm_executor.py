@@ -95,10 +95,10 @@ class Tracked:
     seen: dict = field(default_factory=dict)
 
 
-def submit(specs: list, config: harness.SweepConfig, options: SlurmOptions, info: dict,
-           total: int) -> list[Tracked]:
-    """One job array per (device kind, device count); a job per run."""
-    tracked, groups = [], {}
+def submit(specs: list, config: harness.SweepConfig, options: SlurmOptions, info: dict, total: int,
+           tracked: list[Tracked]) -> None:
+    """One job array per (device kind, device count); a job per run, appended to ``tracked`` as it is submitted."""
+    groups = {}
     for index, spec in enumerate(specs):
         groups.setdefault((spec.device, spec.devices), []).append((index, spec))
     for (device, devices), members in groups.items():
@@ -112,7 +112,6 @@ def submit(specs: list, config: harness.SweepConfig, options: SlurmOptions, info
             raise SlurmUnavailable(f"sbatch refused the sweep's jobs: {exc}") from None
         stamp = now()
         tracked += [Tracked(spec, str(job.job_id), (index, total), stamp) for (index, spec), job in zip(members, jobs)]
-    return tracked
 
 
 def _relay(item: Tracked, config: harness.SweepConfig, display: harness.Display) -> None:
@@ -158,6 +157,12 @@ def _node_record(path: Path, job_id: str) -> dict | None:
     return found if (found.get("executor") or {}).get("job_id") == job_id else None
 
 
+def _left_a_trace(config: harness.SweepConfig, spec: harness.RunSpec) -> bool:
+    """Whether the job wrote anything of its own into the run directory (a node that cannot see it writes nothing)."""
+    return any(path.exists() for path in (config.run_dir / f"{spec.run_id}.log",
+                                          slurm_job.progress_path(config.run_dir, spec.run_id)))
+
+
 def settle(item: Tracked, config: harness.SweepConfig, display: harness.Display, info: dict,
            cancelled: bool = False) -> dict:
     """The record of a job that left the queue: its node's, or one naming how SLURM ended it."""
@@ -188,6 +193,10 @@ def settle(item: Tracked, config: harness.SweepConfig, display: harness.Display,
         status, kind = "failed", "Slurm" + ending["state"].title().replace("_", "")
         message = f"{said} before recording its run; --resume resubmits it"
     log = config.run_dir / f"{spec.run_id}.log"
+    if written is None and not cancelled and not _left_a_trace(config, spec):
+        message += (f". Nothing of it reached {config.run_dir} (no log, no progress): the run directory must be on a "
+                    f"filesystem the nodes share, and so must this Python; SLURM's own output for the job, if any, "
+                    f"is under {config.run_dir / SUBMITIT_FOLDER}")
     machine_info = (written or {}).get("machine") or {"hostname": node}
     started_at = (written or {}).get("started_at") or item.submitted_at
     error = {"type": kind, "message": message, "tail": harness._tail(log)}
@@ -212,14 +221,20 @@ def watch(tracked: list[Tracked], config: harness.SweepConfig, options: SlurmOpt
             if waiting:
                 time.sleep(options.poll_s)
     except KeyboardInterrupt:
-        slurm_state.cancel(list(waiting))
-        deadline = time.monotonic() + 120
-        while waiting and slurm_state.queued(list(waiting)) and time.monotonic() < deadline:
-            time.sleep(1)
-        for item in waiting.values():
-            settle(item, config, display, info, cancelled=True)
+        cancel(list(waiting.values()), config, display, info)
         raise
     return results
+
+
+def cancel(tracked: list[Tracked], config: harness.SweepConfig, display: harness.Display, info: dict) -> None:
+    """The sweep was interrupted: ``scancel`` its jobs, wait (a bounded time) for them to go, record them."""
+    job_ids = [item.job_id for item in tracked]
+    slurm_state.cancel(job_ids)
+    deadline = time.monotonic() + 120
+    while job_ids and slurm_state.queued(job_ids) and time.monotonic() < deadline:
+        time.sleep(1)
+    for item in tracked:
+        settle(item, config, display, info, cancelled=True)
 
 
 def run_sweep(config: harness.SweepConfig, options: SlurmOptions, display: harness.Display) -> list[dict]:
@@ -242,7 +257,12 @@ def run_sweep(config: harness.SweepConfig, options: SlurmOptions, display: harne
                     results[spec.run_id] = kept
                 else:
                     todo.append(spec)
-            tracked = submit(todo, config, options, info, len(specs))
+            tracked: list[Tracked] = []
+            try:
+                submit(todo, config, options, info, len(specs), tracked)
+            except KeyboardInterrupt:  # between two arrays: the first one's jobs are already queued
+                cancel(tracked, config, display, info)
+                raise
             for item in tracked:
                 display.note(f"{item.spec.run_id}: submitted as SLURM job {item.job_id}")
             results.update(watch(tracked, config, options, display, info))
