@@ -47,9 +47,10 @@ def _device_counts(text: str) -> list[int]:
 
 def _add_run(run: argparse.ArgumentParser) -> None:
     """``mnist-bench run``'s options."""
-    options.add_backends(run, "torch,tensorflow,flax-linen")
-    options.add_modes(run, "default", help="'default' (each backend's recommended mode), 'all', or comma-separated "
-                                           "mode names (eager, compiled, xla); each backend runs those it has")
+    options.add_backends(run)  # every built-in implementation but the oracle
+    options.add_modes(run, "default", help="'default' (each backend's idiomatic mode), 'fastest' (each backend's "
+                                           "fastest proven mode), 'all', or comma-separated mode names (eager, "
+                                           "compiled, xla, tuned, ...); each backend runs those it has")
     options.add_device(run, "auto", help="device kind (default: auto = gpu, then tpu, then cpu)")
     run.add_argument("--devices", type=_device_counts, default=[1], metavar="N[,N...]",
                      help="data-parallel devices per host (default 1); several, e.g. 1,2, run each and the report "
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
     par = sub.add_parser("parity", help="numerical parity probes between backends and modes; writes parity.json")
-    options.add_backends(par, "torch,tensorflow,flax-linen")
+    options.add_backends(par)
     options.add_modes(par, "all")
     options.add_device(par, "cpu", auto=False)
     options.add_data_dir(par)
@@ -182,7 +183,7 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
     except registry.UnknownMode as exc:
         raise UsageError(str(exc)) from None
     for m in csv(args.modes) if args.modes != "all" else ():
-        if m != "default" and not any(m in modes for modes in chosen.values()):
+        if m not in registry.SELECTORS and not any(m in modes for modes in chosen.values()):
             raise UsageError(f"mode {m!r} is not offered by any of {', '.join(backends)}")
     if not args.allow_known_broken:
         for b in backends:
@@ -335,16 +336,20 @@ def cmd_run(args) -> int:
             )
             if not args.quiet:
                 print(f"run directory: {run_dir}  ({len(specs)} runs, {args.threads} threads each)")
+            display = progress.make_display(args.quiet)
+            after_run = (lambda: _rewrite_report(run_dir, quiet=True)) if args.report else None
             if args.executor == "slurm":
-                results = slurm_executor.run_sweep(config, slurm_options, progress.make_display(args.quiet))
+                results = slurm_executor.run_sweep(config, slurm_options, display, after_run=after_run)
             else:
-                results = harness.run_sweep(config, progress.make_display(args.quiet))
+                results = harness.run_sweep(config, display, after_run=after_run)
     except (harness.RunDirBusy, run_dirs.DirectoryRefused) as exc:
         raise UsageError(str(exc)) from None
     except slurm_executor.SlurmUnavailable as exc:
         print(f"mnist-bench run: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
+        if args.report:
+            _rewrite_report(run_dir, quiet=args.quiet)
         print(f"\ninterrupted; finished runs are in {run_dir}; complete them with: "
               f"mnist-bench run --resume {run_dir} <same options>", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -360,12 +365,21 @@ def cmd_run(args) -> int:
     if not args.quiet:
         print_summary(results)
     if args.report:
-        from mnist_bench.bench.results import report
-
-        paths = report.write_report([run_dir], run_dir)
-        if not args.quiet:
-            print("report: " + ", ".join(str(p) for p in paths.values()))
+        _rewrite_report(run_dir, quiet=args.quiet)
     return EXIT_OK if all(r["status"] == "ok" for r in results) else EXIT_FAILED
+
+
+def _rewrite_report(run_dir: Path, quiet: bool) -> None:
+    """Write ``run_dir``'s report of the runs recorded so far; a failure is told, never fatal to the sweep."""
+    from mnist_bench.bench.results import report
+
+    try:
+        paths = report.write_report([run_dir], run_dir)
+    except Exception as exc:  # noqa: BLE001 - a report is rewritten after every run; the sweep goes on
+        print(f"report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    if not quiet:
+        print("report: " + ", ".join(str(p) for p in paths.values()))
 
 
 def cmd_report(args) -> int:
@@ -430,8 +444,11 @@ def cmd_backends(args) -> int:
         parts = [part.replace("_", "-") for part in ("data_parallel", "plain_loop", "matmul_probe", "profiler")
                  if spec.offers(part)]
         origin = registry.distribution(name)
-        print(f"{name:{width}s}modes: {', '.join(spec.modes)} (default {spec.default_mode}); devices: "
-              f"{', '.join(spec.devices)}; {state}"
+        fastest = registry.fastest_mode(name)
+        print(f"{name:{width}s}{spec.description or '(no description)'}"
+              + f"\n{'':{width}s}modes: {', '.join(spec.modes)} (default {spec.default_mode}"
+              + (f", fastest {fastest}" if fastest != spec.default_mode else "")
+              + f"); devices: {', '.join(spec.devices)}; {state}"
               + (f"\n{'':{width}s}also: {', '.join(parts)}" if parts else "")
               + ("" if origin == registry.THIS_DISTRIBUTION else f"\n{'':{width}s}from: {origin}")
               + ("\n" + f"{'':{width}s}the float64 oracle" if spec.oracle else ""))

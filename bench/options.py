@@ -113,8 +113,8 @@ def backend_names(names) -> list[str]:
 
 def add_modes(parser, default: str, help: str | None = None) -> None:
     parser.add_argument("--modes", default=default,
-                        help=help or f"'all', 'default' (each backend's recommended mode) or comma-separated mode "
-                                     f"names (default: {default})")
+                        help=help or f"'all', 'default' (each backend's idiomatic mode), 'fastest' (each backend's "
+                                     f"fastest proven mode) or comma-separated mode names (default: {default})")
 
 
 def add_device(parser, default: str = "cpu", auto: bool = True, help: str | None = None) -> None:

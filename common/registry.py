@@ -23,7 +23,7 @@ DEVICES = (*SPEC_DEVICES, "auto")
 
 __all__ = ["GROUP", "DEVICES", "ImplementationSpec", "NotOffered", "SpecError", "UnknownBackend", "UnknownMode",
            "BackendNotInstalled", "specs", "aliases", "canonical", "renamed_note", "problems", "names", "built_in_names", "default_names", "spec", "modes", "default_mode",
-           "all_mode_names", "select_modes", "known_broken", "all_known_broken", "missing_packages", "is_available",
+           "fastest_mode", "SELECTORS", "all_mode_names", "select_modes", "known_broken", "all_known_broken", "missing_packages", "is_available",
            "not_installed_message", "load_backend"]
 
 
@@ -132,12 +132,20 @@ def default_mode(name: str) -> str:
     return spec(name).default_mode
 
 
+def fastest_mode(name: str) -> str:
+    return spec(name).fastest_mode or spec(name).default_mode
+
+
+# Mode names that stand for a mode of each backend: what --modes accepts besides real mode names.
+SELECTORS = {"default": default_mode, "fastest": fastest_mode}
+
+
 def all_mode_names() -> list[str]:
     return sorted({mode for s in specs().values() for mode in s.modes})
 
 
 def select_modes(backend: str, wanted: str) -> tuple[str, ...]:
-    """``all``, or comma-separated mode names, where ``default`` stands for the backend's default.
+    """``all``, or comma-separated mode names, where ``default`` and ``fastest`` stand for the backend's own.
 
     Returned in the backend's own order. A name no backend offers raises
     :class:`UnknownMode`; one that only other backends offer is left out for this one.
@@ -146,11 +154,11 @@ def select_modes(backend: str, wanted: str) -> tuple[str, ...]:
     if wanted == "all":
         return own
     names_ = [part.strip() for part in wanted.split(",") if part.strip()]
-    unknown = [n for n in names_ if n != "default" and n not in all_mode_names()]
+    unknown = [n for n in names_ if n not in SELECTORS and n not in all_mode_names()]
     if unknown or not names_:
         raise UnknownMode(f"unknown mode(s) {', '.join(map(repr, unknown)) or '(none given)'}; choose 'all', "
-                          f"'default' or from {', '.join(all_mode_names())}")
-    chosen = {default_mode(backend) if n == "default" else n for n in names_}
+                          f"'default', 'fastest' or from {', '.join(all_mode_names())}")
+    chosen = {SELECTORS[n](backend) if n in SELECTORS else n for n in names_}
     return tuple(mode for mode in own if mode in chosen)
 
 

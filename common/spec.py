@@ -49,6 +49,13 @@ class ImplementationSpec:
     requires: tuple[str, ...]  # import names that must be findable (checked with importlib.util.find_spec)
     install: str  # the command that installs what `requires` names
     description: str = ""
+    # The mode measured fastest on the reference CPU (results/reference-cpu), proven the same model as
+    # default_mode by the parity tests; `--modes fastest` selects it. None: the default is the fastest.
+    fastest_mode: str | None = None
+    # A layer over another implementation (Keras over the framework it runs on, Flax NNX over Linen): the
+    # report's first lines say what the layer costs, default mode against default, fastest against fastest.
+    layer: str = ""  # what the layer is called there, e.g. "Keras"
+    layer_over: str | None = None  # the implementation underneath
     # Former names: the registry resolves them to ``name``, so records and commands written before a
     # rename still read, report, compare and run (with a note naming the new name).
     aliases: tuple[str, ...] = ()
@@ -89,6 +96,10 @@ class ImplementationSpec:
             found.append("modes is empty")
         elif self.default_mode not in self.modes:
             found.append(f"default_mode {self.default_mode!r} is not one of modes {list(self.modes)}")
+        if (self.layer_over is None) != (not self.layer):
+            found.append("layer and layer_over go together: name both or neither")
+        if self.fastest_mode is not None and self.fastest_mode not in self.modes:
+            found.append(f"fastest_mode {self.fastest_mode!r} is not one of modes {list(self.modes)}")
         for label, part in (("backend", self.backend), ("data_parallel", self.data_parallel),
                             ("plain_loop", self.plain_loop), ("matmul_probe", self.matmul_probe),
                             ("profiler", self.profiler)):

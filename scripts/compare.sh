@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up (if needed), run the default comparison on every backend, and write its report.
-# Extra arguments go to `mnist-bench run`, e.g. --seeds 3 or --device gpu --backends torch,flax-linen,flax-nnx.
+# Set up (if needed), run the default comparison, and write its report: every implementation in its fastest
+# mode, once (README, "Two commands", says why). Extra arguments go to `mnist-bench run` and override these,
+# e.g. --seeds 3, --modes default,fastest, or --device gpu --backends torch,flax-linen,flax-nnx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/mnist-bench run --report "$@"
+exec .venv/bin/mnist-bench run --modes fastest --report "$@"

@@ -27,6 +27,8 @@ VERSIONS = {
     "torch": {"torch": "2.3.1", "cuda": "", "cudnn": ""},
     "tensorflow": {"tensorflow": "2.16.1", "keras": "3.3.3"},
     "flax-linen": {"jax": "0.4.30", "jaxlib": "0.4.30", "flax": "0.10.0", "optax": "0.2.3"},
+    "flax-nnx": {"jax": "0.4.30", "jaxlib": "0.4.30", "flax": "0.10.0", "optax": "0.2.3"},
+    "keras-torch": {"keras": "3.3.3", "torch": "2.3.1"},
 }
 
 MACHINE = {

@@ -2,11 +2,11 @@
 
 Every backend starts from the same shared initial weights (seed 0) and sees the
 same batches in the same order; only the dropout masks differ, since each
-framework draws its own. Run through the real harness (one worker per backend),
-in each backend's ``tuned`` mode (the Keras implementations, which have none, in their default
-``fit``): the numerical parity tests prove every mode of a backend is the same model, and JAX's
-idiomatic modes (flax-linen ``compiled``, flax-nnx ``nnx-jit``) need about 9 minutes for one epoch
-on a 2-core CPU against about 1.5 for the tuned ones.
+framework draws its own. Run through the real harness (one worker per backend; tests/one_epoch.py),
+in each backend's fastest mode (``tuned`` for the native ones, ``fit`` for Keras): the numerical parity
+tests prove every mode of a backend is the same model, and JAX's idiomatic modes (flax-linen
+``compiled``, flax-nnx ``nnx-jit``) need about 9 minutes for one epoch on a 2-core CPU against about
+1.5 for the tuned ones.
 
 FLOOR and GAP were set from measured one-epoch test accuracies (default recipe,
 `mnist-bench run --epochs 1 --seeds 3 --device cpu`):

@@ -188,8 +188,10 @@ def test_backend_not_installed(tmp_path, capsys, monkeypatch):
     # `backends` lists it as not installed, with the same hint, and still succeeds.
     code, out, err = run_cli(capsys, "backends")
     assert code == cli.EXIT_OK
-    linen_line = next(line for line in out.splitlines() if line.startswith("flax-linen"))
-    assert "not installed" in linen_line and "pip install" in linen_line
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("flax-linen"))
+    linen_modes = lines[first + 1]  # the first line says what it is, the next its modes and state
+    assert "Flax Linen" in lines[first] and "not installed" in linen_modes and "pip install" in linen_modes
 
 
 def test_backend_not_installed_via_find_spec(tmp_path, capsys, monkeypatch):

@@ -389,8 +389,12 @@ def test_sigint_records_interrupted_and_resume_completes(tmp_path, shared_data_d
     out = tmp_path / "run"
     # Long enough (~35 s a run at one thread) that the second run is still going when the signal lands.
     options = dict(seeds=2, steps=200, train_limit=12800)
-    harness = background(run_argv(shared_data_dir, "--out", out, "--chunk-steps", "5", **options))
+    harness = background(run_argv(shared_data_dir, "--out", out, "--chunk-steps", "5", "--report", **options))
     harness.wait_for_line(r"^  torch-eager-cpu-s1 epoch 1 step \d+/200", timeout=300)
+    # The sweep's time left is told after each run; the report already covers the finished run.
+    assert any(re.match(r"sweep: 1/2 runs done, about \d+ (s|min) left$", line) for line in harness.lines), harness.lines
+    partial = (out / "report.md").read_text(encoding="utf-8")
+    assert "1 of 2 planned runs have no record yet" in partial and "torch-eager-cpu-s0" in partial
 
     # While it runs, a second harness on the same directory is refused, naming the directory and the holder.
     first_ok = out / f"torch-eager-cpu-s0{records.RECORD_SUFFIX}"
@@ -409,6 +413,7 @@ def test_sigint_records_interrupted_and_resume_completes(tmp_path, shared_data_d
     assert "interrupted" in stderr and f"--resume {out}" in stderr
     assert "Traceback" not in stderr
     assert record(out, "torch-eager-cpu-s0")["status"] == "ok"
+    assert "1 of 2 runs did not finish ok (1 interrupted)" in (out / "report.md").read_text(encoding="utf-8")
     interrupted = record(out, "torch-eager-cpu-s1")
     assert interrupted["status"] == "interrupted" and interrupted["error"]["type"] == "KeyboardInterrupt"
     assert not worker_pids(out, "torch-eager-cpu-s1"), "the interrupted run's worker must be gone"

@@ -86,10 +86,15 @@ def test_cli_backends_lists_the_built_in_backends():
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    for name in ("torch", "tensorflow", "flax-linen", "flax-nnx"):
-        line = next((l for l in lines if l.split() and l.split()[0] == name), None)
-        assert line is not None, f"{name} missing from:\n{proc.stdout}"
-        assert ", ".join(registry.modes(name)) in line
+    said = {}
+    for name in ("torch", "tensorflow", "flax-linen", "flax-nnx", "keras-jax", "keras-torch", "keras-tensorflow",
+                 "numpy"):
+        at = next((i for i, l in enumerate(lines) if l.split() and l.split()[0] == name), None)
+        assert at is not None, f"{name} missing from:\n{proc.stdout}"
+        said[name] = lines[at]  # what it is; its modes on the next line
+        assert ", ".join(registry.modes(name)) in lines[at + 1]
+    assert "GradientTape" in said["tensorflow"] and "model.fit" in said["keras-tensorflow"]
+    assert "Linen" in said["flax-linen"] and "NNX" in said["flax-nnx"]
 
 
 # --- registry -----------------------------------------------------------------------------

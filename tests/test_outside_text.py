@@ -38,12 +38,12 @@ def test_rich_progress_shows_an_error_with_markup_as_text():
     """
     out = io.StringIO()
     display = progress.RichDisplay(Console(file=out, force_terminal=True, width=400, color_system=None))
-    spec = SimpleNamespace(run_id="torch-eager-cpu-s0")
+    spec = SimpleNamespace(run_id="torch-eager-cpu-s0", backend="torch", mode="eager", device="cpu", devices=1)
     display.start(spec, 0, 2)
     display.update(spec, {"event": "step", "epoch": 1, "epochs": 1, "step": 1, "steps": 2, "loss": 2.3,
                           "samples_per_s": 100.0})
     display.finish(spec, failed_record())
-    display.finish(SimpleNamespace(run_id="[bold]odd[/bold]-s1"), failed_record("[/]"))  # never started
+    display.finish(SimpleNamespace(run_id="[bold]odd[/bold]-s1", backend="[bold]odd[/bold]", mode="m", device="cpu", devices=1), failed_record("[/]"))  # never started
     display.note(HOSTILE)
     display.close()
     text = out.getvalue()
@@ -55,7 +55,7 @@ def test_rich_progress_shows_an_error_with_markup_as_text():
 def test_plain_progress_shows_escape_sequences_as_text():
     out = io.StringIO()
     display = progress.PlainDisplay(out)
-    display.finish(SimpleNamespace(run_id="torch-eager-cpu-s0"), failed_record())
+    display.finish(SimpleNamespace(run_id="torch-eager-cpu-s0", backend="torch", mode="eager", device="cpu", devices=1), failed_record())
     display.note("a note \x1b[2J")
     text = out.getvalue()
     assert "\x1b" not in text and "\x07" not in text

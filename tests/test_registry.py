@@ -67,3 +67,32 @@ def test_the_committed_reference_still_reads():
     found = records.read_dirs([run_dir])
     assert {"flax-linen", "torch", "tensorflow"} <= {r["backend"] for r in found}
     assert all(r.get("backend_as_recorded", "jax") == "jax" for r in found if r["backend"] == "flax-linen")
+
+
+def test_fastest_selects_each_implementations_fastest_proven_mode():
+    assert registry.select_modes("torch", "fastest") == ("tuned",)
+    assert registry.select_modes("keras-torch", "fastest") == ("fit",)  # no fastest_mode: the default
+    assert registry.select_modes("flax-nnx", "default,fastest") == ("nnx-jit", "tuned")
+    with pytest.raises(registry.UnknownMode, match="'quickest'.*'fastest'"):
+        registry.select_modes("torch", "quickest")
+
+
+def test_a_fastest_mode_must_be_one_of_the_modes():
+    with pytest.raises(SpecError, match="fastest_mode 'turbo' is not one of modes"):
+        ImplementationSpec(name="x", fastest_mode="turbo", **MINIMAL)
+
+
+def test_the_run_command_runs_every_built_in_implementation_but_the_oracle_by_default():
+    from mnist_bench.bench import cli
+
+    args = cli.build_parser().parse_args(["run"])
+    assert args.backends.split(",") == registry.default_names()
+    assert {"torch", "tensorflow", "flax-linen", "flax-nnx", "keras-jax", "keras-torch",
+            "keras-tensorflow"} <= set(registry.default_names()) and "numpy" not in registry.default_names()
+
+
+def test_a_layer_names_what_it_is_and_what_it_is_over():
+    with pytest.raises(SpecError, match="layer and layer_over go together"):
+        ImplementationSpec(name="x", layer="Keras", **MINIMAL)
+    assert registry.spec("keras-torch").layer_over == "torch" and registry.spec("flax-nnx").layer_over == "flax-linen"
+    assert all(registry.spec(n).layer_over in registry.names() for n in registry.names() if registry.spec(n).layer)

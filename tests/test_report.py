@@ -254,3 +254,25 @@ def test_records_with_nan_from_older_code_are_named_and_the_rest_reported(tmp_pa
     # --strict stops at the first one, as a clear error (exit 2), not a traceback.
     assert cli.main(["report", str(run_dir), "--out", str(tmp_path / "strict"), "--strict"]) == 2
     assert "not a finite number" in capsys.readouterr().err
+
+
+def test_the_first_lines_say_what_keras_and_nnx_cost(tmp_path):
+    # Speeds per seed: keras-torch/fit at half of torch/eager and a third of torch/tuned; flax-nnx level with
+    # flax-linen in the default modes, where its interval holds 1.
+    speeds = {("torch", "eager"): 1000, ("torch", "tuned"): 1500, ("keras-torch", "fit"): 500,
+              ("flax-linen", "compiled"): 400, ("flax-nnx", "nnx-jit"): 400, ("flax-linen", "tuned"): 700}
+    jitter = {0: 1.0, 1: 1.03, 2: 0.98}
+    records = [make_record(backend, mode, seed, samples_per_s=speed * jitter[seed] * (1.01 if seed == 1 and
+                                                                                       backend == "flax-nnx" else 1))
+               for (backend, mode), speed in speeds.items() for seed in jitter]
+    run_dir = write_run_dir(tmp_path, records)
+    lines = (report.write_report([run_dir], tmp_path / "out", warn=None)["markdown"]).read_text().splitlines()
+    body = [line for line in lines if line.strip()]
+    first = body[1:3]  # right under the title
+    keras = next(line for line in first if line.startswith("**What Keras costs"))
+    nnx = next(line for line in first if line.startswith("**What Flax NNX costs"))
+    assert "keras-torch/fit over torch/eager (default modes) 0.50x" in keras and "2.00x slower" in keras
+    assert "keras-torch/fit over torch/tuned (fastest modes) 0.33x" in keras and "3.00x slower" in keras
+    assert "flax-nnx/nnx-jit over flax-linen/compiled (default modes)" in nnx and "no difference measured" in nnx
+    # flax-nnx/tuned did not run: no fastest pair for NNX; flax-linen/tuned alone is not a layer.
+    assert "fastest modes" not in nnx

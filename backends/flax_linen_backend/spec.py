@@ -15,6 +15,7 @@ SPEC = ImplementationSpec(
     backend="backend:FlaxLinenBackend",
     modes=("eager", "compiled", "tuned"),
     default_mode="compiled",
+    fastest_mode="tuned",
     requires=("jax", "flax", "optax"),
     devices=("cpu", "gpu", "tpu"),
     install="pip install -c constraints.txt -e '.[jax]'",

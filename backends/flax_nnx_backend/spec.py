@@ -12,6 +12,9 @@ SPEC = ImplementationSpec(
     # and the CPU's patch-matmul convolutions (backend.py says what each does).
     modes=("nnx-jit", "cached-partial", "split-merge", "tuned"),
     default_mode="nnx-jit",
+    fastest_mode="tuned",
+    layer="Flax NNX",
+    layer_over="flax-linen",  # the same model in Flax's older API, on the same JAX, XLA and optax
     requires=("jax", "flax", "optax"),
     devices=("cpu", "gpu", "tpu"),
     install="pip install -c constraints.txt -e '.[jax]'",

@@ -18,7 +18,7 @@ PACKAGE = "mnist_bench.backends.keras_backend"
 JIT_COMPILE = {"fit": "auto", "fit-jit": True, "fit-nojit": False}
 
 
-def _spec(framework: str, modes: tuple[str, ...], what: str, requires: tuple[str, ...], extra: str,
+def _spec(framework: str, modes: tuple[str, ...], what: str, requires: tuple[str, ...], extra: str, native: str,
           env: dict[str, str] | None = None, devices: tuple[str, ...] = ("cpu", "gpu")) -> ImplementationSpec:
     return ImplementationSpec(
         name=f"keras-{framework}",
@@ -28,6 +28,8 @@ def _spec(framework: str, modes: tuple[str, ...], what: str, requires: tuple[str
         backend="backend:KerasBackend",
         modes=modes,
         default_mode="fit",
+        layer="Keras",
+        layer_over=native,  # the same framework written natively: what Keras costs over it
         requires=("keras", *requires),
         install=f"pip install -c constraints.txt -e '.[{extra}]'",
         devices=devices,
@@ -38,11 +40,11 @@ def _spec(framework: str, modes: tuple[str, ...], what: str, requires: tuple[str
 
 
 # auto -> jit_compile=True everywhere on JAX; fit-nojit runs the same step op by op.
-KERAS_JAX = _spec("jax", ("fit", "fit-nojit"), "JAX", ("jax",), "jax",
+KERAS_JAX = _spec("jax", ("fit", "fit-nojit"), "JAX", ("jax",), "jax", "flax-linen",
                   env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}, devices=("cpu", "gpu", "tpu"))
 # auto -> jit_compile=False (eager) everywhere on PyTorch; fit-jit is torch.compile.
-KERAS_TORCH = _spec("torch", ("fit", "fit-jit"), "PyTorch", ("torch",), "torch")
+KERAS_TORCH = _spec("torch", ("fit", "fit-jit"), "PyTorch", ("torch",), "torch", "torch")
 # auto -> False (tf.function without XLA) on a CPU, True (XLA) on a GPU: both values are offered.
 KERAS_TENSORFLOW = _spec("tensorflow", ("fit", "fit-jit", "fit-nojit"), "TensorFlow", ("tensorflow",), "tensorflow",
-                         env={"TF_FORCE_GPU_ALLOW_GROWTH": "true", "TF_CPP_MIN_LOG_LEVEL": "2"})
+                         "tensorflow", env={"TF_FORCE_GPU_ALLOW_GROWTH": "true", "TF_CPP_MIN_LOG_LEVEL": "2"})
 SPECS = {spec.name: spec for spec in (KERAS_JAX, KERAS_TORCH, KERAS_TENSORFLOW)}

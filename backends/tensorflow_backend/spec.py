@@ -5,10 +5,12 @@ from mnist_bench.common.spec import ImplementationSpec
 SPEC = ImplementationSpec(
     name="tensorflow",
     package="mnist_bench.backends.tensorflow_backend",
-    description="TensorFlow with a tf.keras model and a custom training step, as TensorFlow's quickstart does",
+    description="TensorFlow (GradientTape): a tf.keras model trained by a custom tf.GradientTape step, as "
+                "TensorFlow's quickstart does (Keras's own model.fit on TensorFlow is keras-tensorflow)",
     backend="backend:TensorFlowBackend",
     modes=("eager", "compiled", "xla", "tuned"),
     default_mode="compiled",
+    fastest_mode="tuned",
     requires=("tensorflow", "keras"),
     install="pip install -c constraints.txt -e '.[tensorflow]'",
     data_parallel="mirrored:TensorFlowMirroredBackend",  # tf.distribute Mirrored / MultiWorkerMirrored

@@ -1,6 +1,6 @@
 """Harness overhead: what ``mnist-bench run`` reports against a plain loop, in interleaved rounds.
 
-``python -m mnist_bench.bench.perf.overhead --backends torch,tensorflow,flax-linen --modes default --rounds 5``
+``python -m mnist_bench.bench.perf.overhead --modes default --rounds 5``
 runs, in every round and for every backend and mode, two fresh processes one after
 the other: a real ``mnist-bench run`` (worker, harness, progress, record: the figure
 users see) and the framework's plain loop (:mod:`mnist_bench.bench.perf.plain_loops`, written as its
@@ -104,8 +104,8 @@ def measure(pairs: list[tuple[str, str]], args, say=print) -> list[dict]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.perf.overhead", description=__doc__.splitlines()[0])
-    options.add_backends(parser, "torch,tensorflow,flax-linen")
-    options.add_modes(parser, "default", help="comma-separated: 'default', 'tuned' or a mode name")
+    options.add_backends(parser)
+    options.add_modes(parser, "default", help="comma-separated: 'default', 'fastest', 'tuned' or a mode name")
     parser.add_argument("--steps", type=int, default=400, help="training steps per side and round (default 400)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--chunk-steps", type=int, default=20)
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        pairs = [(name, registry.default_mode(name) if mode == "default" else mode)
+        pairs = [(name, registry.SELECTORS[mode](name) if mode in registry.SELECTORS else mode)
                  for name in options.backend_names(args.backends.split(",")) for mode in args.modes.split(",")]
         for name, mode in pairs:
             plain_loop(name, mode)  # names what is missing

@@ -31,7 +31,7 @@ import subprocess
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 from mnist_bench.bench.run import process, record, run_dir
 from mnist_bench.bench.run.record import now
@@ -108,6 +108,7 @@ class SweepConfig:
 
 
 class Display(Protocol):
+    def plan(self, specs: list[RunSpec]) -> None: ...  # every run of the sweep, before the first starts
     def note(self, text: str) -> None: ...
     def start(self, spec: RunSpec, index: int, total: int) -> None: ...
     def update(self, spec: RunSpec, event: dict) -> None: ...
@@ -375,8 +376,11 @@ def _attempt(spec: RunSpec, config: SweepConfig, display: Display, info: dict, m
     return conclude(status, {**error, "tail": _tail(log_path)}, started_at, quiet_wait)
 
 
-def run_sweep(config: SweepConfig, display: Display) -> list[dict]:
+def run_sweep(config: SweepConfig, display: Display, after_run: Callable[[], None] | None = None) -> list[dict]:
     """Run every planned run (with ``resume``, skipping those already ok); return their records.
+
+    ``after_run`` is called once each run is recorded (the CLI rewrites the report there, so a sweep
+    stopped early still has one).
 
     Raises :class:`~mnist_bench.bench.run.run_dir.DirectoryRefused` before writing anything when the
     run directory's rules refuse the request, and :class:`NotRecorded` (listing the runs left without
@@ -393,6 +397,7 @@ def run_sweep(config: SweepConfig, display: Display) -> list[dict]:
             if config.action == "out" or "matmul_peak" not in manifest:
                 manifest["matmul_peak"] = matmul_peak
             _write(config.run_dir / run_dir.MANIFEST, manifest)
+            display.plan(specs)
             for index, spec in enumerate(specs):
                 kept = existing_ok(record_path(config.run_dir, spec)) if config.action in ("resume", "extend") else None
                 if kept is not None:
@@ -404,6 +409,8 @@ def run_sweep(config: SweepConfig, display: Display) -> list[dict]:
                                            (index, len(specs))))
                 except NotRecorded as exc:
                     raise exc.without([s.run_id for s in specs[index:]]) from None
+                if after_run is not None:
+                    after_run()
         except NotRecorded as exc:
             if not exc.unrecorded:  # the manifest: no run started
                 raise exc.without([spec.run_id for spec in config.specs]) from None

@@ -21,6 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from mnist_bench.bench.run import harness, record, run_dir, slurm_job, slurm_state
 from mnist_bench.bench.run.record import now
@@ -204,8 +205,11 @@ def settle(item: Tracked, config: harness.SweepConfig, display: harness.Display,
 
 
 def watch(tracked: list[Tracked], config: harness.SweepConfig, options: SlurmOptions, display: harness.Display,
-          info: dict) -> dict[str, dict]:
-    """Follow the jobs until each has left the queue; their records by run id. Ctrl-C cancels the rest."""
+          info: dict, after_run: Callable[[], None] | None = None) -> dict[str, dict]:
+    """Follow the jobs until each has left the queue; their records by run id. Ctrl-C cancels the rest.
+
+    ``after_run`` is called once each job's run is recorded, as :func:`.harness.run_sweep` calls it.
+    """
     results: dict[str, dict] = {}
     waiting = {item.job_id: item for item in tracked}
     try:
@@ -218,6 +222,8 @@ def watch(tracked: list[Tracked], config: harness.SweepConfig, options: SlurmOpt
                 else:
                     results[item.spec.run_id] = settle(item, config, display, info)
                     del waiting[job_id]
+                    if after_run is not None:
+                        after_run()
             if waiting:
                 time.sleep(options.poll_s)
     except KeyboardInterrupt:
@@ -237,7 +243,8 @@ def cancel(tracked: list[Tracked], config: harness.SweepConfig, display: harness
         settle(item, config, display, info, cancelled=True)
 
 
-def run_sweep(config: harness.SweepConfig, options: SlurmOptions, display: harness.Display) -> list[dict]:
+def run_sweep(config: harness.SweepConfig, options: SlurmOptions, display: harness.Display,
+              after_run: Callable[[], None] | None = None) -> list[dict]:
     """:func:`.harness.run_sweep` with every run a SLURM job; the same records, plus each one's ``executor``."""
     info = record.mnist_bench_info()
     config = dataclasses.replace(config, run_dir=config.run_dir.resolve())  # the nodes' working directory may differ
@@ -248,6 +255,7 @@ def run_sweep(config: harness.SweepConfig, options: SlurmOptions, display: harne
             manifest["sessions"][-1]["executor"] = options.describe()
             manifest.setdefault("matmul_peak", None)  # measured on each node: in each record's "peak"
             harness._write(config.run_dir / run_dir.MANIFEST, manifest)
+            display.plan(specs)  # its time-left estimate adds the runs up, as if they ran one after another
             todo = []
             for spec in specs:
                 kept = harness.existing_ok(harness.record_path(config.run_dir, spec)) \
@@ -265,7 +273,7 @@ def run_sweep(config: harness.SweepConfig, options: SlurmOptions, display: harne
                 raise
             for item in tracked:
                 display.note(f"{item.spec.run_id}: submitted as SLURM job {item.job_id}")
-            results.update(watch(tracked, config, options, display, info))
+            results.update(watch(tracked, config, options, display, info, after_run))
         finally:
             display.close()
     return [results[spec.run_id] for spec in specs if spec.run_id in results]

@@ -45,6 +45,9 @@ class ProgressFile:
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event) + "\n")
 
+    def plan(self, specs) -> None:
+        pass
+
     def note(self, text: str) -> None:
         self._write({"event": "note", "text": text})
 

@@ -23,7 +23,8 @@ def build_report(loaded: LoadedRuns, *, title: str, margin: float, skipped: list
     pairs = accuracy_parity(groups, margin)
     plot_blocks = plots.plot_blocks(groups, label, warn)
 
-    intro = headline.headline_blocks(groups, label, pairs, margin, loaded.parity_checks, records)
+    intro = headline.headline_blocks(groups, label, pairs, margin, loaded.parity_checks, records,
+                                     loaded.manifests)
     if finished_at := sorted({run["finished_at"] for run in records}):
         count = len(loaded.runs_by_dir)
         directories = "1 run directory" if count == 1 else f"{count} run directories"

@@ -9,6 +9,7 @@ from mnist_bench.bench.results import contended as load
 from mnist_bench.bench.results.formatting import number, percent, points
 from mnist_bench.bench.results.grouping import GroupKey, GroupLabeller, finished
 from mnist_bench.bench.results.report.document import Block, Paragraph
+from mnist_bench.bench.results.report.layers import layer_cost_paragraphs
 from mnist_bench.bench.results.report.measures import AccuracyParity, final_accuracies, speed_ratio, throughput
 from mnist_bench.bench.results.stats import CONFIDENCE
 
@@ -92,6 +93,21 @@ def run_status_paragraph(records: list[dict]) -> Paragraph:
     return Paragraph(f"{len(unfinished)} of {len(records)} runs did not finish ok ({by_status}); see Failed runs.")
 
 
+def unrecorded_paragraph(manifests: dict[Path, dict], records: list[dict]) -> Paragraph | None:
+    """Runs a directory's manifest plans that have no record yet: the sweep is running, or stopped early."""
+    recorded = {run["run_id"] for run in records}
+    missing = {run_dir: [r for r in manifest.get("runs", []) if r not in recorded]
+               for run_dir, manifest in manifests.items()}
+    missing = {run_dir: runs for run_dir, runs in missing.items() if runs}
+    if not missing:
+        return None
+    planned = sum(len(manifests[run_dir].get("runs", [])) for run_dir in missing)
+    left = sum(map(len, missing.values()))
+    resume = "; ".join(f"mnist-bench run --resume {run_dir} <same options>" for run_dir in missing)
+    return Paragraph(f"{left} of {planned} planned runs have no record yet: this report covers what has finished. "
+                     f"The sweep is still running, or it stopped early ({resume} completes it).", strong=True)
+
+
 def numerical_parity_paragraph(parity_checks: list[tuple[Path, dict]]) -> Paragraph:
     failed = [check for _, check in parity_checks if check.get("passed") is not True]
     return Paragraph(
@@ -101,10 +117,14 @@ def numerical_parity_paragraph(parity_checks: list[tuple[Path, dict]]) -> Paragr
 
 
 def headline_blocks(groups: dict[GroupKey, list[dict]], label: GroupLabeller, parity_pairs: list[AccuracyParity],
-                    margin: float, parity_checks: list[tuple[Path, dict]], records: list[dict]) -> list[Block]:
+                    margin: float, parity_checks: list[tuple[Path, dict]], records: list[dict],
+                    manifests: dict[Path, dict] | None = None) -> list[Block]:
+    unrecorded = unrecorded_paragraph(manifests or {}, records)
     blocks: list[Block] = [
+        *layer_cost_paragraphs(groups, label),
         Paragraph(f"{speed_sentence(groups, label)}; {accuracy_sentence(groups, label, parity_pairs, margin)}.",
                   strong=True),
+        *([unrecorded] if unrecorded else []),
         machine_load_paragraph(records),
         run_status_paragraph(records),
     ]
