@@ -99,6 +99,19 @@ def _add_run(run: argparse.ArgumentParser) -> None:
                           "report (default), or stop the sweep (exit 1; --resume continues it)")
     run.add_argument("--report", action="store_true", help="write report.md and report.html into the run directory")
     run.add_argument("--quiet", action="store_true", help="no progress and no summary; exit code only")
+    cluster = run.add_argument_group(
+        "cluster", "--executor slurm submits every run as one SLURM job (through submitit; docs/cluster.md). The run "
+                   "directory (--out/--resume) must be on a filesystem the nodes share: each job writes its record, "
+                   "log and progress there. A job's time limit is --timeout plus the quiet waits and 2 minutes of "
+                   "startup; its CPUs per task are --threads; --device gpu asks for --devices GPUs per task")
+    cluster.add_argument("--executor", choices=("local", "slurm"), default="local",
+                         help="local: run each run here, one after another (default); slurm: one SLURM job per run")
+    cluster.add_argument("--partition", help="SLURM partition (sbatch --partition; default: the cluster's)")
+    cluster.add_argument("--account", help="SLURM account to charge (sbatch --account)")
+    cluster.add_argument("--mem", help="memory per job, as sbatch --mem takes it (e.g. 16G)")
+    cluster.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                         help="another sbatch option, e.g. --sbatch=--exclusive or --sbatch=--constraint=zen3 "
+                              "(repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,8 +280,29 @@ def resolve_devices(specs: list, args) -> list:
     return specs
 
 
+def _slurm_options(args):
+    """--executor slurm's options, checked; None for --executor local (which refuses them)."""
+    from mnist_bench.bench.run import slurm_executor
+
+    given = [name for name in ("partition", "account", "mem", "sbatch") if getattr(args, name)]
+    if args.executor != "slurm":
+        if given:
+            raise UsageError(f"--{given[0]} is a SLURM option: add --executor slurm, or leave it out")
+        return None
+    if args.hosts > 1:
+        raise UsageError("--executor slurm runs single-host runs only for now; leave out --hosts or use "
+                         "--executor local on each host (docs/data-parallel.md)")
+    try:
+        for text in args.sbatch:
+            slurm_executor.sbatch_option(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return slurm_executor.SlurmOptions(partition=args.partition, account=args.account, mem=args.mem,
+                                       sbatch=tuple(args.sbatch))
+
+
 def cmd_run(args) -> int:
-    from mnist_bench.bench.run import harness, interrupts, progress
+    from mnist_bench.bench.run import harness, interrupts, progress, slurm_executor
     from mnist_bench.bench.run import run_dir as run_dirs
 
     recipe = build_recipe(args)
@@ -288,6 +322,7 @@ def cmd_run(args) -> int:
         if run_dir.exists() and not run_dir.is_dir():
             raise UsageError(f"--out {run_dir}: exists and is not a directory; choose a run directory")
     validate.writable_dir(run_dir, "--resume" if args.resume else "--out")
+    slurm_options = _slurm_options(args)
     validate.check_data(recipe, args.data_dir, say=lambda message: None if args.quiet else print(message, file=sys.stderr))
     try:
         # Ctrl-C or SIGTERM (a scheduler, `kill`) ends the sweep once: the current worker is stopped and
@@ -304,10 +339,17 @@ def cmd_run(args) -> int:
             )
             if not args.quiet:
                 print(f"run directory: {run_dir}  ({len(specs)} runs, {args.threads} threads each)")
-            results = harness.run_sweep(config, progress.make_display(args.quiet),
-                                        after_run=(lambda: _rewrite_report(run_dir, quiet=True)) if args.report else None)
+            display = progress.make_display(args.quiet)
+            after_run = (lambda: _rewrite_report(run_dir, quiet=True)) if args.report else None
+            if args.executor == "slurm":
+                results = slurm_executor.run_sweep(config, slurm_options, display, after_run=after_run)
+            else:
+                results = harness.run_sweep(config, display, after_run=after_run)
     except (harness.RunDirBusy, run_dirs.DirectoryRefused) as exc:
         raise UsageError(str(exc)) from None
+    except slurm_executor.SlurmUnavailable as exc:
+        print(f"mnist-bench run: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         if args.report:
             _rewrite_report(run_dir, quiet=args.quiet)

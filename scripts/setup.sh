@@ -22,8 +22,8 @@ fi
 # pip's exit status is hidden by the filter above: prove the install instead.
 .venv/bin/python - <<'PY'
 import importlib.util, sys
-missing = [m for m in ("torch", "tensorflow", "keras", "jax", "flax", "optax", "pytest", "xdist", "matplotlib", "hypothesis",
-                       "scipy", "jsonschema")
+missing = [m for m in ("torch", "tensorflow", "keras", "jax", "flax", "optax", "pytest", "xdist", "matplotlib",
+                       "hypothesis", "scipy", "jsonschema", "submitit")
            if importlib.util.find_spec(m) is None]
 from importlib.metadata import PackageNotFoundError, version
 try:

@@ -98,3 +98,29 @@ def one_epoch(shared_data_dir, tmp_path_factory):
     import one_epoch as epoch
 
     return epoch.run(shared_data_dir, tmp_path_factory.mktemp("one-epoch"))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real one-node SLURM cluster (munged, slurmctld, slurmd) for the session; SLURM_CONF points at it.
+
+    Installs Debian's slurm-wlm and munge when missing. Fails, never skips, when it cannot start: the
+    SLURM executor is tested against real daemons or not at all. Its daemons are stopped by their PIDs.
+    """
+    import slurm_cluster as slurm
+
+    try:
+        cluster = slurm.start(tmp_path_factory.mktemp("slurm"))
+    except (slurm.ClusterUnavailable, OSError) as exc:
+        pytest.fail(f"{exc}\nThe SLURM tests need root and apt-get (or slurm-wlm and munge installed); "
+                    "see scripts/slurm/start.sh", pytrace=False)
+    previous = os.environ.get("SLURM_CONF")
+    os.environ.update(cluster.env)
+    try:
+        yield cluster
+    finally:
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous
+        slurm.stop(cluster)

@@ -224,7 +224,7 @@ def wait_for_quiet(spec: RunSpec, config: SweepConfig, display: Display) -> dict
 
 
 def _conclude(path: Path, spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict,
-              status: str, error: dict, started_at: str, quiet_wait: dict | None = None) -> dict:
+              executor: dict | None, status: str, error: dict, started_at: str, quiet_wait: dict | None = None) -> dict:
     """Write the harness's record for a run the worker could not record, and show it.
 
     An ``interrupted`` run (stopped, or never started) does not replace an ``ok`` record already there.
@@ -233,14 +233,14 @@ def _conclude(path: Path, spec: RunSpec, config: SweepConfig, display: Display, 
         display.note(f"{spec.run_id}: {error['message'].split(';')[0]}; its earlier ok record "
                      f"(started {kept['started_at']}) is kept")
         return kept
-    written = record.for_harness(spec, config, status, error, started_at, info, machine_info, quiet_wait)
+    written = record.for_harness(spec, config, status, error, started_at, info, machine_info, quiet_wait, executor)
     _write(path, written)
     display.finish(spec, written)
     return written
 
 
 def _request(spec: RunSpec, config: SweepConfig, path: Path, info: dict, matmul_peak: dict | None,
-             quiet_wait: dict | None) -> dict:
+             quiet_wait: dict | None, executor: dict | None = None) -> dict:
     """What the worker is told: the run, the recipe, where its record goes."""
     return {
         **asdict(spec),
@@ -259,6 +259,7 @@ def _request(spec: RunSpec, config: SweepConfig, path: Path, info: dict, matmul_
         "mnist_bench": info,
         "quiet_wait": quiet_wait,
         "harness_pid": os.getpid(),
+        **({"executor": executor} if executor else {}),
     }
 
 
@@ -312,20 +313,22 @@ def _adopt(pending: Path, path: Path) -> tuple[dict | None, str | None]:
 
 
 def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, machine_info: dict,
-            matmul_peak: dict | None = None, place: tuple[int, int] = (0, 1)) -> dict:
+            matmul_peak: dict | None = None, place: tuple[int, int] = (0, 1), executor: dict | None = None) -> dict:
     """Run ``spec`` (the ``place``-th of a sweep: index, total) and return its record, in the run directory by then.
+
+    ``executor``: where a scheduler ran this (:mod:`.slurm_job`: job id, node), copied into the record.
 
     KeyboardInterrupt (the first Ctrl-C or SIGTERM; :mod:`.interrupts` ignores the rest) goes on once the run
     is recorded: the worker's own record if it finished in time, else an ``interrupted`` one. A run is
     announced as starting only inside that guarantee.
     """
     path, pending = record_path(config.run_dir, spec), pending_path(config.run_dir, spec)
-    conclude = functools.partial(_conclude, path, spec, config, display, info, machine_info)
+    conclude = functools.partial(_conclude, path, spec, config, display, info, machine_info, executor)
     state = {"started_at": now(), "quiet_wait": None, "log": None}
     try:
         display.start(spec, *place)
         pending.unlink(missing_ok=True)  # left by a harness killed mid-run: not this run's
-        return _attempt(spec, config, display, info, matmul_peak, conclude, state, path, pending)
+        return _attempt(spec, config, display, info, matmul_peak, conclude, state, path, pending, executor)
     except KeyboardInterrupt:
         written, _ = _adopt(pending, path)  # it may have finished as the signal came
         if written is not None:
@@ -344,7 +347,7 @@ def run_one(spec: RunSpec, config: SweepConfig, display: Display, info: dict, ma
 
 
 def _attempt(spec: RunSpec, config: SweepConfig, display: Display, info: dict, matmul_peak: dict | None,
-             conclude, state: dict, path: Path, pending: Path) -> dict:
+             conclude, state: dict, path: Path, pending: Path, executor: dict | None = None) -> dict:
     state["quiet_wait"] = quiet_wait = wait_for_quiet(spec, config, display)
     state["started_at"] = started_at = now()
     if quiet_wait is not None and not quiet_wait["quiet"] and config.if_busy == "stop":
@@ -355,7 +358,8 @@ def _attempt(spec: RunSpec, config: SweepConfig, display: Display, info: dict, m
             started_at, quiet_wait)
         raise MachineBusy(written["error"]["message"] if written["status"] != "ok" else "the machine stayed busy")
     state["log"] = log_path = config.run_dir / f"{spec.run_id}.log"
-    code = _run_worker(spec, config, _request(spec, config, pending, info, matmul_peak, quiet_wait), log_path, display)
+    request = _request(spec, config, pending, info, matmul_peak, quiet_wait, executor)
+    code = _run_worker(spec, config, request, log_path, display)
     if code is None:
         pending.unlink(missing_ok=True)  # the run is over, whatever it wrote as it was killed
         status, error = "timeout", {"type": "Timeout",

@@ -55,19 +55,24 @@ def for_worker(request: dict) -> dict:
     """The worker's record before it runs anything; it adds the topology, device and results."""
     from mnist_bench.common import machine
 
-    return base(run_id=request["run_id"], backend=request["backend"], mode=request["mode"],
-                device=request["device"], seed=request["seed"], recipe=request["recipe"],
-                command=request["command"], started_at=now(), machine_info=machine.describe(),
-                info=request["mnist_bench"])
+    record = base(run_id=request["run_id"], backend=request["backend"], mode=request["mode"],
+                  device=request["device"], seed=request["seed"], recipe=request["recipe"],
+                  command=request["command"], started_at=now(), machine_info=machine.describe(),
+                  info=request["mnist_bench"])
+    if request.get("executor"):  # a scheduler's job: which job, on which node
+        record["executor"] = request["executor"]
+    return record
 
 
 def for_harness(spec, config, status: str, error: dict, started_at: str, info: dict, machine_info: dict,
-                quiet_wait: dict | None = None) -> dict:
+                quiet_wait: dict | None = None, executor: dict | None = None) -> dict:
     """The record the harness writes for ``spec`` (a ``RunSpec``) when the worker could not write its own."""
     record = base(run_id=spec.run_id, backend=spec.backend, mode=spec.mode, device=spec.device, seed=spec.seed,
                   recipe=config.recipe.to_dict(), command=config.command, started_at=started_at,
                   machine_info=machine_info, info=info, devices=spec.devices * spec.hosts, hosts=spec.hosts)
     record.update(status=status, error=error, finished_at=now())
+    if executor:
+        record["executor"] = executor
     record["threads"] = {"requested": config.threads}
     record["contention"] = {"version": contention.VERSION, "cpus": contention.pinned_cpus(config.threads),
                             "threshold": contention.CONTENDED_SHARE, "quiet_wait": quiet_wait}

@@ -1,0 +1,209 @@
+"""The SLURM executor against a real one-node cluster (tests/slurm_cluster.py; never mocked, never skipped)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import slurm_cluster as slurm
+
+from mnist_bench.common import records
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_cluster_runs_batch_jobs_and_steps(slurm_cluster, tmp_path):
+    out = tmp_path / "hostname.out"
+    submitted = slurm_cluster.run("sbatch", "--parsable", "--wait", "-o", str(out), "--wrap", "hostname", timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    assert out.read_text().strip() == os.uname().nodename.split(".")[0]
+    step = slurm_cluster.run("srun", "-N1", "-n1", "printenv", "SLURM_JOB_ID", timeout=60)
+    assert step.returncode == 0, step.stderr
+    assert int(step.stdout.strip()) > int(submitted.stdout.strip().split(";")[0])
+
+
+def test_stop_ends_exactly_the_daemons_it_started(tmp_path):
+    cluster = slurm.start(tmp_path / "cluster")
+    pids = cluster.pids()
+    assert sorted(pids) == ["munged", "slurmctld", "slurmd"]
+    for name, pid in pids.items():
+        assert open(f"/proc/{pid}/comm").read().strip() == name  # the daemon itself, not a wrapper
+    assert slurm.stop(cluster) == ""
+    assert all(_wait_gone(pid) for pid in pids.values())
+    assert not (cluster.directory / "pids").exists()
+
+
+# --- mnist-bench run --executor slurm against the cluster -------------------------------------------------------
+
+def run_argv(data_dir, out, *extra, backends="torch", seeds=2, train_limit=640, epochs=1, chunk_steps=20):
+    """``mnist-bench run`` on a small recipe, one thread per run, each run a SLURM job of the test cluster."""
+    argv = ["run", "--executor", "slurm", "--backends", backends, "--device", "cpu", "--preset", "quick",
+            "--set", f"train_limit={train_limit}", "--set", "test_limit=200", "--epochs", str(epochs),
+            "--seeds", str(seeds), "--threads", "1", "--chunk-steps", str(chunk_steps), "--data-dir", str(data_dir),
+            "--no-require-quiet", *extra]  # the quiet-wait has its own tests (test_contention.py)
+    return [str(a) for a in [*argv, *(["--out", out] if out else [])]]
+
+
+def cli(argv, timeout=600):
+    return subprocess.run([sys.executable, "-m", "mnist_bench.bench.cli", *argv], cwd=REPO_ROOT,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def popen_cli(argv):
+    return subprocess.Popen([sys.executable, "-m", "mnist_bench.bench.cli", *argv], cwd=REPO_ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def read_records(run_dir: Path) -> dict[str, dict]:
+    return {path.name.removesuffix(records.RECORD_SUFFIX): records.read(path)
+            for path in records.record_paths(run_dir)}
+
+
+def wait_for_step(run_dir: Path, proc, timeout=180) -> str:
+    """The run id of the first run whose node reported a training step (it is mid-run then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for path in run_dir.glob("*.progress.jsonl"):
+            if '"event": "step"' in path.read_text():
+                return path.name.removesuffix(".progress.jsonl")
+        time.sleep(0.2)
+    raise AssertionError(f"no run of {run_dir} reached a training step in {timeout} s")
+
+
+def running_job(run_dir: Path, run_id: str, cluster) -> str:
+    """The job id the node of ``run_id`` runs under (from the request the node wrote)."""
+    request = json.loads((run_dir / f"{run_id}.request.json").read_text())
+    job_id = request["executor"]["job_id"]
+    listed = cluster.run("squeue", "--array", "-h", "-o", "%i %T", "-j", job_id).stdout.split()
+    assert listed == [job_id, "RUNNING"], listed
+    return job_id
+
+
+def test_sweep_through_slurm_gives_the_local_records_plus_job_and_node(slurm_cluster, shared_data_dir, tmp_path):
+    done = cli(run_argv(shared_data_dir, tmp_path / "slurm", "--report", backends="torch,flax-linen",
+                        train_limit=1280))
+    assert done.returncode == 0, done.stderr + done.stdout
+    report = (tmp_path / "slurm" / "report.md").read_text()
+    assert "flax-linen" in report and "torch" in report
+    found = read_records(tmp_path / "slurm")
+    assert sorted(found) == ["flax-linen-compiled-cpu-s0", "flax-linen-compiled-cpu-s1",
+                             "torch-eager-cpu-s0", "torch-eager-cpu-s1"]
+    node = os.uname().nodename.split(".")[0]
+    assert all(r["status"] == "ok" and r["executor"]["kind"] == "slurm" and r["executor"]["node"] == node
+               for r in found.values()), {k: (r["status"], r.get("executor")) for k, r in found.items()}
+    assert len({r["executor"]["job_id"] for r in found.values()}) == 4
+    assert "submitted as SLURM job" in done.stdout
+    # The same run on this machine, locally: the same record, but for where it ran.
+    local = cli([a if a != "slurm" else "local" for a in run_argv(shared_data_dir, tmp_path / "local", seeds=1,
+                                                                  train_limit=1280)])
+    assert local.returncode == 0, local.stderr
+    mine, theirs = found["torch-eager-cpu-s0"], read_records(tmp_path / "local")["torch-eager-cpu-s0"]
+    assert set(mine) - set(theirs) == {"executor"} and set(theirs) <= set(mine)
+    assert mine["final"] == theirs["final"]  # same seed, same data order, one thread: the same model
+    assert mine["threads"]["requested"] == theirs["threads"]["requested"] == 1
+
+
+def test_scancel_mid_run_records_slurms_reason_and_resume_resubmits_only_it(slurm_cluster, shared_data_dir, tmp_path):
+    out = tmp_path / "run"
+    argv = run_argv(shared_data_dir, out, "--no-peak-probe", train_limit=6400, chunk_steps=5)  # 100 steps
+    proc = popen_cli(argv)
+    victim = wait_for_step(out, proc)
+    job_id = running_job(out, victim, slurm_cluster)
+    assert slurm_cluster.run("scancel", job_id).returncode == 0
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 1, stderr  # a failed run
+    found = read_records(out)
+    cancelled = found.pop(victim)
+    assert cancelled["status"] == "failed", cancelled
+    assert cancelled["error"]["type"] == "SlurmCancelled"
+    assert f"SLURM job {job_id}" in cancelled["error"]["message"] and "CANCELLED" in cancelled["error"]["message"]
+    assert cancelled["executor"]["state"] == "CANCELLED" and cancelled["executor"]["job_id"] == job_id
+    [(other_id, other)] = found.items()
+    assert other["status"] == "ok", other
+    # --resume: a new job for the cancelled run only; the ok one is kept as it was.
+    resumed = cli([a if a != "--out" else "--resume" for a in argv])
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert resumed.stdout.count("submitted as SLURM job") == 1 and f"{victim}: submitted" in resumed.stdout
+    after = read_records(out)
+    assert after[victim]["status"] == "ok" and after[victim]["executor"]["job_id"] != job_id
+    assert after[other_id] == other
+
+
+def test_sigterm_cancels_the_sweeps_jobs_and_records_them_interrupted(slurm_cluster, shared_data_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = popen_cli(run_argv(shared_data_dir, out, "--no-peak-probe", train_limit=6400, epochs=2, chunk_steps=5))
+    victim = wait_for_step(out, proc)
+    job_id = running_job(out, victim, slurm_cluster)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    found = read_records(out)
+    assert len(found) == 2 and all(r["status"] == "interrupted" for r in found.values()), found
+    assert "cancelled its job" in found[victim]["error"]["message"]
+    assert found[victim]["executor"]["job_id"] == job_id
+    left = slurm_cluster.run("squeue", "--array", "-h", "-o", "%i").stdout.split()
+    assert not left, f"jobs left in the queue: {left}"
+
+
+def test_a_job_over_its_time_limit_gets_a_timeout_record(slurm_cluster, shared_data_dir, tmp_path):
+    out = tmp_path / "run"
+    # A 1-minute SLURM limit on a run that needs several; --timeout stays far above it, so SLURM ends it.
+    done = cli(run_argv(shared_data_dir, out, "--no-peak-probe", "--sbatch=--time=1", "--timeout", "3000",
+                        seeds=1, train_limit=60000, epochs=3))
+    assert done.returncode == 1, done.stderr + done.stdout
+    [found] = read_records(out).values()
+    assert found["status"] == "timeout", found
+    assert found["executor"]["state"] == "TIMEOUT" and "TimeLimit" in found["error"]["message"]
+
+
+def test_a_job_that_never_reaches_the_run_directory_says_it_must_be_shared(slurm_cluster, tmp_path):
+    # A job that fails before writing anything, as one on a node that does not share the run directory does.
+    from mnist_bench.bench.run import harness, progress, record, slurm_executor
+    from mnist_bench.common.recipe import PRESETS
+
+    submitted = slurm_cluster.run("sbatch", "--parsable", "--wait", "-o", "/dev/null", "--wrap", "exit 7", timeout=60)
+    job_id = submitted.stdout.strip()
+    spec = harness.RunSpec("torch", "eager", "cpu", 0)
+    config = harness.SweepConfig(specs=(spec,), recipe=PRESETS["quick"], run_dir=tmp_path, threads=1,
+                                 timeout_s=60, command="test")
+    item = slurm_executor.Tracked(spec, job_id, (0, 1), record.now())
+    found = slurm_executor.settle(item, config, progress.QuietDisplay(), record.mnist_bench_info())
+    assert found == records.read(harness.record_path(tmp_path, spec))
+    assert found["status"] == "failed" and found["executor"]["state"] == "FAILED", found
+    assert found["error"]["type"] == "SlurmFailed" and "exit code 7:0" in found["error"]["message"]
+    assert "must be on a filesystem the nodes share" in found["error"]["message"]
+
+
+def test_slurm_options_need_the_slurm_executor(tmp_path):
+    done = cli(["run", "--backends", "torch", "--partition", "gpu", "--out", str(tmp_path / "x")], timeout=60)
+    assert done.returncode == 2 and "--partition is a SLURM option: add --executor slurm" in done.stderr
+    done = cli(["run", "--executor", "slurm", "--backends", "torch", "--sbatch", "exclusive",
+                "--out", str(tmp_path / "y")], timeout=60)
+    assert done.returncode == 2 and "--sbatch=--exclusive" in done.stderr
+
+
+def test_the_schema_checks_the_executor_block():
+    from record_factory import make_record
+
+    good = make_record("torch", seed=0)
+    records.validate({**good, "executor": {"kind": "slurm", "job_id": "12_3", "node": "n1"}})
+    with pytest.raises(records.RecordError, match="job_id"):
+        records.validate({**good, "executor": {"kind": "slurm", "job_id": "twelve"}})
