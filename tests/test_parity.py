@@ -119,3 +119,10 @@ def test_the_oracle_rule_catches_a_lower_precision_and_a_wrong_model():
     message = parity.failure_message(next(c for c in oracle.against_oracle(results)
                                           if c["a"] == "wrong-model" and not c["passed"]))
     assert "forward_logits_vs_float64 wrong-model" in message and "float32 reference" in message
+
+
+def test_only_the_oracle_moves_no_weights():
+    # `mnist-bench parity --backends numpy` probes the float64 oracle and its float32 reference alone.
+    configs = parity.with_oracle([])
+    assert parity.movers_of(configs) == [] and parity.roundtrip_pairs([]) == []
+    assert parity.roundtrip_pairs(["a-x", "b-y", "c-z"]) == [("b-y", "a-x"), ("a-x", "b-y"), ("c-z", "a-x"), ("a-x", "c-z")]

@@ -234,6 +234,8 @@ def roundtrip_pairs(movers: list[str]) -> list[tuple[str, str]]:
     2(n - 1) evaluations of the test set instead of n(n - 1). The forward check from the shared
     initial weights and the trained-weights check against the oracle test every load and export too.
     """
+    if not movers:  # only the oracle was asked for: nothing trained is moved
+        return []
     hub, *others = movers
     return [pair for label in others for pair in ((label, hub), (hub, label))]
 
