@@ -29,12 +29,9 @@ def pytest_collection_finish(session):
     machine_share.check_grouped(session.config, session.items)
 
 
-_machine_share = machine_share.MachineShare()
-
-
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout's clock: waiting is not running
 def pytest_runtest_protocol(item, nextitem):
-    with _machine_share.around(item, nextitem):
+    with machine_share.machine_share(item):
         yield
 
 

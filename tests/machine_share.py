@@ -4,15 +4,14 @@ The suite runs in two worker processes (scripts/test.sh: ``-n 2 --dist loadgroup
 train on one thread, which the harness pins to the first CPU it may use: one after another they
 leave the other CPU idle, and two workers sharing every CPU would pin both to the same one. So each
 worker gets its own share of the CPUs, and everything it starts inherits that share: a test sees a
-smaller machine, and the contention monitor, which watches a run's own CPUs, does not see the other
-worker. The rules that keep this honest:
+smaller machine, and the contention monitor, which watches a run's own CPUs, sees only its own
+worker's processes there. The rules that keep this honest:
 
-* ``alone``: a test that measures speed or asserts a quiet machine gets every CPU and nothing
-  beside it. It holds the machine's write lock, every other test a read lock, and a waiting writer
-  goes first. The ``alone`` tests are one group, handed out first and run back to back under one
-  hold, so they never queue behind a long test, nor a long test behind each of them.
 * ``all_cpus``: a test that needs more CPUs than a share (data-parallel training on two devices)
-  gets every CPU, beside whatever the other worker runs; it measures nothing, so sharing is harmless.
+  gets every CPU, beside the other worker's tests: it measures nothing, so sharing is harmless.
+* ``quiet``: a test that measures speed or asserts its CPUs quiet never runs beside an ``all_cpus``
+  one, the only kind that reaches into another worker's CPUs. Quiet tests hold a read lock, an
+  ``all_cpus`` test the write lock, and a waiting writer goes first.
 * Tests that share a session fixture run on one worker (``xdist_group``), so it is built once;
   every other test runs with the rest of its module, so module-scoped fixtures are built once.
 * The longest groups are handed out first, so no worker is left with a long tail.
@@ -32,12 +31,11 @@ from pathlib import Path
 import pytest
 
 LOCKS_ENV = "MNIST_BENCH_TEST_LOCKS"
-ALONE = "alone"
 # Session fixtures, and the group of the tests that use them.
 SESSION_GROUPS = {"one_epoch": "one-epoch", "slurm_cluster": "slurm-cluster"}
-# Handed out first: the alone block, then the longest groups, longest first (from .ci/run's
-# --durations). A group not named here is handed out later; that costs wall time, never a result.
-FIRST = (ALONE, "one-epoch", "tests/test_parity.py", "slurm-cluster", "tests/test_plugins.py",
+# Handed out first: the longest groups, longest first (from .ci/run's --durations). A group not
+# named here is handed out later; that costs wall time, never a result.
+FIRST = ("one-epoch", "tests/test_parity.py", "slurm-cluster", "tests/test_plugins.py",
          "tests/test_data_parallel.py", "tests/test_harness.py", "tests/test_run_safety.py", "tests/test_load.py",
          "tests/test_benchmarks.py", "tests/test_overhead.py")
 # The CPUs this session may use, read when conftest.py imports this module: before a worker takes its share.
@@ -76,8 +74,6 @@ def share_of(index: int, count: int) -> list[int]:
 
 
 def group_of(item) -> str:
-    if item.get_closest_marker(ALONE):
-        return ALONE
     for fixture, group in SESSION_GROUPS.items():
         if fixture in item.fixturenames:
             return group
@@ -87,9 +83,7 @@ def group_of(item) -> str:
 def assign_groups(items: list) -> None:
     """Give each test its group (unless it names one) and hand out the ``FIRST`` groups first."""
     for item in items:
-        if item.get_closest_marker("xdist_group"):
-            assert not item.get_closest_marker(ALONE), f"{item.nodeid}: an alone test runs in the alone group"
-        else:
+        if not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(group_of(item)))
     rank = {group: i for i, group in enumerate(FIRST)}
 
@@ -130,32 +124,22 @@ def _cpus(cpus: list[int]):
         os.sched_setaffinity(0, share)
 
 
-class MachineShare:
-    """The locks and CPUs around each test (``pytest_runtest_protocol``, outside pytest-timeout's clock)."""
-
-    def __init__(self) -> None:
-        self._alone: contextlib.ExitStack | None = None  # held from the first alone test to the last
-
-    @contextlib.contextmanager
-    def around(self, item, nextitem):
-        folder = Path(os.environ[LOCKS_ENV])
-        gate, machine = folder / "gate", folder / "machine"
-        if item.get_closest_marker(ALONE):
-            if self._alone is None:
-                self._alone = contextlib.ExitStack()
-                self._alone.enter_context(_flock(gate, fcntl.LOCK_EX))  # readers queue behind a waiting writer
-                self._alone.enter_context(_flock(machine, fcntl.LOCK_EX))
-                self._alone.enter_context(_cpus(ALL_CPUS))
-            try:
-                yield
-            finally:
-                if nextitem is None or not nextitem.get_closest_marker(ALONE):
-                    self._alone.close()
-                    self._alone = None
-            return
-        with contextlib.ExitStack() as held:
+@contextlib.contextmanager
+def machine_share(item):
+    """Around each test (``pytest_runtest_protocol``, outside pytest-timeout's clock): its lock and CPUs."""
+    quiet, spread = item.get_closest_marker("quiet"), item.get_closest_marker("all_cpus")
+    assert not (quiet and spread), f"{item.nodeid}: a quiet test cannot also spread over every CPU"
+    if not (quiet or spread):
+        yield
+        return
+    folder = Path(os.environ[LOCKS_ENV])
+    gate, machine = folder / "gate", folder / "machine"
+    with contextlib.ExitStack() as held:
+        if spread:
+            held.enter_context(_flock(gate, fcntl.LOCK_EX))  # quiet tests arriving now queue behind it
+            held.enter_context(_flock(machine, fcntl.LOCK_EX))
+            held.enter_context(_cpus(ALL_CPUS))
+        else:
             with _flock(gate, fcntl.LOCK_EX):
                 held.enter_context(_flock(machine, fcntl.LOCK_SH))
-            if item.get_closest_marker("all_cpus"):
-                held.enter_context(_cpus(ALL_CPUS))
-            yield
+        yield

@@ -78,7 +78,7 @@ def _expected_cases() -> list[tuple[str, str, str]]:
             for step in suite.STEP_KINDS]
 
 
-@pytest.mark.alone  # each benchmark process first waits for a quiet machine
+@pytest.mark.quiet  # each benchmark process first waits for its CPUs to be quiet
 @pytest.mark.timeout(QUICK_TIMEOUT_S)
 def test_quick_run_times_every_backend_and_mode(quick_run):
     out, proc = quick_run
@@ -129,7 +129,7 @@ def test_quick_run_times_every_backend_and_mode(quick_run):
     assert "### train step, batch 64" in proc.stdout
 
 
-@pytest.mark.alone  # each benchmark process first waits for a quiet machine
+@pytest.mark.quiet  # each benchmark process first waits for its CPUs to be quiet
 @pytest.mark.timeout(QUICK_TIMEOUT_S)
 def test_compare_fails_on_a_regression_and_only_there(quick_run, tmp_path, shared_data_dir):
     """Against a saved run whose train step was 10x slower and eval step 10x faster, only eval regresses."""
@@ -213,7 +213,7 @@ def test_round_sizes_and_flops():
 # --- the machine: quiet before each process, contention during each benchmark, interleaved passes ----------
 
 
-@pytest.mark.alone  # each benchmark process first waits for a quiet machine
+@pytest.mark.quiet  # each benchmark process first waits for its CPUs to be quiet
 @pytest.mark.timeout(SMALL_TIMEOUT_S)
 def test_repeat_runs_interleaved_passes_and_gives_paired_ratios(tmp_path, shared_data_dir):
     out = tmp_path / "run"

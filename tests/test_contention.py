@@ -76,7 +76,7 @@ def test_a_run_beside_a_cpu_hog_is_recorded_and_reported_as_contended(tmp_path, 
     assert "⚠ 1 of 1 finished runs were measured on a busy machine" in headline
 
 
-@pytest.mark.alone  # asserts the machine quiet
+@pytest.mark.quiet  # asserts its CPUs quiet
 def test_a_run_on_a_quiet_machine_is_not_flagged(tmp_path, shared_data_dir):
     done = run_cli(tmp_path, shared_data_dir, "--quiet-wait", "30")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""The test command's two workers (tests/machine_share.py): own CPUs each, and alone means alone.
+"""The test command's two workers (tests/machine_share.py): own CPUs each, and quiet tests never beside spread ones.
 
 A small suite of its own runs under ``-n 2 --dist loadgroup``; each of its tests writes when it
 started and ended, on which worker and CPUs.
@@ -29,22 +29,23 @@ def note(name, seconds):
         fh.write(json.dumps({"name": name, "start": start, "end": time.time(), "cpus": sorted(os.sched_getaffinity(0)),
                              "worker": os.getpid()}) + "\\n")
 '''
-ORDINARY = '''
+# First in each file, so that without the locks a quiet test and the spread one would start together.
+FIRST_IN_FILE = {"a": "@pytest.mark.quiet", "b": "@pytest.mark.all_cpus", "c": "@pytest.mark.quiet"}
+TESTS = '''
+{mark}
+def test_first_{f}():
+    note("{kind}-{f}", 1.5)
+
 @pytest.mark.parametrize("i", range(4))
 def test_ordinary_{f}(i):
     note(f"ordinary-{f}-{{i}}", 0.4)
-'''
-ALONE = '''
-@pytest.mark.alone
-def test_alone_{f}():
-    note("alone-{f}", 1.0)
 '''
 CONFTEST = '''
 import pytest
 import machine_share
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "alone: x")
+    config.addinivalue_line("markers", "quiet: x")
     config.addinivalue_line("markers", "all_cpus: x")
     machine_share.configure(config)
 
@@ -59,11 +60,9 @@ def pytest_collection_modifyitems(items):
 def pytest_collection_finish(session):
     machine_share.check_grouped(session.config, session.items)
 
-_share = machine_share.MachineShare()
-
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):
-    with _share.around(item, nextitem):
+    with machine_share.machine_share(item):
         yield
 '''
 
@@ -78,6 +77,8 @@ def test_shares_are_disjoint_cover_every_cpu_and_differ_by_one_at_most(monkeypat
 
 
 class FakeItem:
+    nodeid = "fake"
+
     def __init__(self, *marks: str) -> None:
         self.marks = marks
 
@@ -85,51 +86,56 @@ class FakeItem:
         return name if name in self.marks else None
 
 
-def test_an_alone_test_waits_for_the_running_test_and_the_next_one_waits_for_it(tmp_path, monkeypatch):
+def test_a_spread_test_waits_for_a_running_quiet_test_and_the_next_quiet_one_waits_for_it(tmp_path, monkeypatch):
     monkeypatch.setenv(machine_share.LOCKS_ENV, str(tmp_path))
     events: list[str] = []
     first_running, let_first_end = threading.Event(), threading.Event()
 
-    def ordinary(name: str, hold: threading.Event | None = None) -> None:
-        with machine_share.MachineShare().around(FakeItem(), None):
+    def quiet(name: str, hold: threading.Event | None = None) -> None:
+        with machine_share.machine_share(FakeItem("quiet")):
             events.append(f"{name} starts")
             if hold:
                 first_running.set()
-                assert hold.wait(10)
+                hold.wait(10)
             events.append(f"{name} ends")
 
-    def alone() -> None:
-        with machine_share.MachineShare().around(FakeItem("alone"), None):
-            events.append("alone starts")
-            assert sorted(os.sched_getaffinity(0)) == machine_share.ALL_CPUS
+    def spread() -> None:
+        with machine_share.machine_share(FakeItem("all_cpus")):
+            events.append("spread starts")
+            events.append(f"on {sorted(os.sched_getaffinity(0)) == machine_share.ALL_CPUS and 'every' or 'some'} CPU")
             time.sleep(0.2)
-            events.append("alone ends")
+            events.append("spread ends")
 
-    threads = [threading.Thread(target=ordinary, args=("first", let_first_end))]
+    def ordinary() -> None:
+        with machine_share.machine_share(FakeItem()):
+            events.append("ordinary runs")
+
+    threads = [threading.Thread(target=quiet, args=("first", let_first_end))]
     threads[0].start()
     assert first_running.wait(10)
-    threads.append(threading.Thread(target=alone))
-    threads[-1].start()
-    time.sleep(0.3)  # the alone test is waiting now; a test that arrives after it must wait too
-    threads.append(threading.Thread(target=ordinary, args=("second",)))
-    threads[-1].start()
-    time.sleep(0.3)
-    assert events == ["first starts"]
+    for target, args in ((spread, ()), (quiet, ("second",))):  # the spread test waits; the quiet one after it too
+        threads.append(threading.Thread(target=target, args=args))
+        threads[-1].start()
+        time.sleep(0.3)
+    ordinary()  # an ordinary test waits for nobody
+    assert events == ["first starts", "ordinary runs"]
     let_first_end.set()
     for thread in threads:
         thread.join(10)
-    assert events == ["first starts", "first ends", "alone starts", "alone ends", "second starts", "second ends"]
+    assert events == ["first starts", "ordinary runs", "first ends", "spread starts", "on every CPU", "spread ends",
+                      "second starts", "second ends"]
 
 
 @pytest.mark.all_cpus  # runs two workers of its own
 @pytest.mark.timeout(300)
-def test_two_workers_own_a_cpu_each_and_an_alone_test_has_the_machine(tmp_path):
+def test_two_workers_own_a_cpu_each_and_quiet_tests_never_run_beside_a_spread_one(tmp_path):
     assert len(machine_share.ALL_CPUS) >= 2, "this test needs a machine with two CPUs, as the test command does"
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "conftest.py").write_text(CONFTEST)
-    for f in ("a", "b", "c"):
-        (suite / f"test_{f}.py").write_text(SUITE + ORDINARY.format(f=f) + (ALONE.format(f=f) if f != "c" else ""))
+    for f, mark in FIRST_IN_FILE.items():
+        kind = mark.rsplit(".", 1)[1]
+        (suite / f"test_{f}.py").write_text(SUITE + TESTS.format(f=f, mark=mark, kind=kind))
     notes = tmp_path / "notes.jsonl"
     env = {k: v for k, v in os.environ.items() if k != machine_share.LOCKS_ENV}  # its own locks, not ours
     env.update(NOTES=str(notes), PYTHONPATH=os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")]))
@@ -138,19 +144,18 @@ def test_two_workers_own_a_cpu_each_and_an_alone_test_has_the_machine(tmp_path):
                           text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ran = [json.loads(line) for line in notes.read_text().splitlines()]
-    alone = [r for r in ran if r["name"].startswith("alone")]
-    ordinary = [r for r in ran if r["name"].startswith("ordinary")]
-    assert len(alone) == 2 and len(ordinary) == 12
-    # The alone tests: one worker, every CPU, and no other test running at any moment of theirs.
-    assert len({r["worker"] for r in alone}) == 1
-    assert all(r["cpus"] == machine_share.ALL_CPUS for r in alone)
-    for a in alone:
-        beside = [o["name"] for o in ordinary if o["start"] < a["end"] and a["start"] < o["end"]]
-        assert not beside, f"{a['name']} ran beside {beside}"
-    # The others: each worker on its own share of the CPUs, and both workers used.
-    by_worker = {}
-    for r in ordinary:
+    spread = [r for r in ran if r["name"].startswith("all_cpus")]
+    quiet = [r for r in ran if r["name"].startswith("quiet")]
+    in_share = [r for r in ran if r not in spread]
+    assert len(spread) == 1 and len(quiet) == 2 and len(in_share) == 14
+    [s] = spread
+    assert s["cpus"] == machine_share.ALL_CPUS
+    beside = [q["name"] for q in quiet if q["start"] < s["end"] and s["start"] < q["end"]]
+    assert not beside, f"the all_cpus test ran beside {beside}"
+    # Every other test: on its worker's own share of the CPUs; both workers used, their shares disjoint.
+    by_worker: dict[int, set] = {}
+    for r in in_share:
         by_worker.setdefault(r["worker"], set()).add(tuple(r["cpus"]))
-    assert len(by_worker) == 2, by_worker
-    shares = [next(iter(s)) for s in by_worker.values()]
-    assert all(len(s) == 1 for s in by_worker.values()) and not set(shares[0]) & set(shares[1]), by_worker
+    assert len(by_worker) == 2 and all(len(shares) == 1 for shares in by_worker.values()), by_worker
+    first, second = (set(next(iter(shares))) for shares in by_worker.values())
+    assert not first & second and first | second == set(machine_share.ALL_CPUS), by_worker

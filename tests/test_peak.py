@@ -79,7 +79,7 @@ def test_recorded_results_still_load():
         records.read(path)
 
 
-@pytest.mark.alone  # the sweep waits for a quiet machine before it measures the peak
+@pytest.mark.quiet  # the sweep waits for its CPUs to be quiet before it measures the peak
 def test_manifest_and_records_of_a_sweep_carry_the_peak(tmp_path, shared_data_dir):
     """A tiny real sweep: the peak is measured once, in the manifest, and in the record with its fraction."""
     import subprocess
