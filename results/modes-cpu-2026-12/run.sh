@@ -3,7 +3,7 @@
 # idiomatic Flax (Linen compiled, every NNX mode) trains at. 200 steps a run, 2 seeds, modes interleaved
 # per seed within each implementation. Run with nothing else on the machine.
 set -euo pipefail
-cd /work/main
+cd "$(dirname "$0")/../.."  # the repository root
 OUT=results/modes-cpu-2026-12
 R=(--device cpu --epochs 1 --set train_limit=12800 --seeds 2 --data-dir ../shared/data --quiet --report)
 date -u +"start %FT%TZ"
