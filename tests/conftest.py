@@ -6,33 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-import machine_share
+# Two test workers, each on its own CPUs (scripts/test.sh): the hooks that share the machine between them.
+from machine_share import (pytest_collection_finish, pytest_collection_modifyitems,  # noqa: F401
+                           pytest_configure, pytest_runtest_protocol, pytest_unconfigure)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def pytest_configure(config):
-    machine_share.configure(config)
-
-
-def pytest_unconfigure(config):
-    machine_share.unconfigure(config)
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items):
-    machine_share.assign_groups(items)
-
-
-@pytest.hookimpl(trylast=True)  # after pytest-xdist has read them
-def pytest_collection_finish(session):
-    machine_share.check_grouped(session.config, session.items)
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout's clock: waiting is not running
-def pytest_runtest_protocol(item, nextitem):
-    with machine_share.machine_share(item):
-        yield
 
 
 @pytest.fixture(scope="session")

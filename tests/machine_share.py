@@ -143,3 +143,29 @@ def machine_share(item):
             with _flock(gate, fcntl.LOCK_EX):
                 held.enter_context(_flock(machine, fcntl.LOCK_SH))
         yield
+
+
+# The hooks, for a conftest to import (tests/conftest.py, and the small suite tests/test_machine_share.py runs).
+
+def pytest_configure(config):
+    configure(config)
+
+
+def pytest_unconfigure(config):
+    unconfigure(config)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    assign_groups(items)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has read them
+def pytest_collection_finish(session):
+    check_grouped(session.config, session.items)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout's clock: waiting is not running
+def pytest_runtest_protocol(item, nextitem):
+    with machine_share(item):
+        yield

@@ -40,31 +40,10 @@ def test_first_{f}():
 def test_ordinary_{f}(i):
     note(f"ordinary-{f}-{{i}}", 0.4)
 '''
-CONFTEST = '''
-import pytest
-import machine_share
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "quiet: x")
-    config.addinivalue_line("markers", "all_cpus: x")
-    machine_share.configure(config)
-
-def pytest_unconfigure(config):
-    machine_share.unconfigure(config)
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    machine_share.assign_groups(items)
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_finish(session):
-    machine_share.check_grouped(session.config, session.items)
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_protocol(item, nextitem):
-    with machine_share.machine_share(item):
-        yield
-'''
+CONFTEST = """
+from machine_share import (pytest_collection_finish, pytest_collection_modifyitems, pytest_configure,
+                           pytest_runtest_protocol, pytest_unconfigure)
+"""
 
 
 def test_shares_are_disjoint_cover_every_cpu_and_differ_by_one_at_most(monkeypatch):
