@@ -292,6 +292,7 @@ def test_monitor_covers_exactly_the_timed_rounds():
     assert watch.monitor.summary()["intervals"] == 3
 
 
+@pytest.mark.quiet  # measures the hog's share of its CPU: a spread test there would change the share
 @pytest.mark.timeout(SMALL_TIMEOUT_S)
 def test_a_cpu_hog_on_the_benchmark_cpu_is_caught(tmp_path, shared_data_dir):
     """A busy loop pinned to the one CPU the suite uses: --if-busy stop refuses to start; proceed runs and says so."""
