@@ -28,6 +28,7 @@ from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
 from mnist_bench.bench.options import csv, fraction, positive_float, positive_int
 from mnist_bench.bench.outside_text import for_terminal
 from mnist_bench.common import parallel
+from mnist_bench.common import precision as numeric
 from mnist_bench.common import recipe as recipes
 from mnist_bench.common import registry
 
@@ -52,6 +53,7 @@ def _add_run(run: argparse.ArgumentParser) -> None:
                                            "fastest proven mode), 'all', or comma-separated mode names (eager, "
                                            "compiled, xla, tuned, ...); each backend runs those it has")
     options.add_device(run, "auto", help="device kind (default: auto = gpu, then tpu, then cpu)")
+    options.add_precision(run)
     run.add_argument("--devices", type=_device_counts, default=[1], metavar="N[,N...]",
                      help="data-parallel devices per host (default 1); several, e.g. 1,2, run each and the report "
                           "shows scaling efficiency. The recipe's batch is the global batch, split across devices")
@@ -146,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_backends(par)
     options.add_modes(par, "all")
     options.add_device(par, "cpu", auto=False)
+    options.add_precision(par, help="precisions to probe (default fp32); below fp32 each probe is measured "
+                                    "against the float64 oracle only, as close as the precision allows "
+                                    "(bench/checks/oracle.py)")
     options.add_data_dir(par)
     options.add_threads(par)
     par.add_argument("--out", type=Path, required=True, help="directory for parity.json (e.g. a run directory)")
@@ -195,7 +200,10 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
                 if why:
                     raise UsageError(f"{b}/{m} on {args.device} is known to be wrong: {why}. "
                                      "Leave it out, or pass --allow-known-broken to measure it anyway")
-    validate.check_sweep(args.first_seed, args.seeds, len(devices) * sum(len(modes) for modes in chosen.values()))
+    precisions = list(getattr(args, "precision", [numeric.DEFAULT]))
+    check_precisions(backends, precisions, args.device, devices, hosts)
+    validate.check_sweep(args.first_seed, args.seeds,
+                         len(devices) * len(precisions) * sum(len(modes) for modes in chosen.values()))
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     specs = []
     for d in devices:
@@ -212,8 +220,30 @@ def plan(args, devices: list[int] = (1,), hosts: int = 1) -> list:
                     raise UsageError(f"{b} runs data-parallel (--devices {d}, --hosts {hosts}) in mode(s) "
                                      f"{', '.join(offered)} only, not {', '.join(m for m in modes if m not in offered)}; "
                                      "choose --modes default or all")
-            specs += [RunSpec(b, m, args.device, s, d, hosts) for s in seeds for m in modes]
+            specs += [RunSpec(b, m, args.device, s, d, hosts, p) for s in seeds for m in modes for p in precisions]
+    # Seed-major: each seed's runs of every backend, mode and precision follow one another, so the report pairs
+    # them by seed (a mode's precisions side by side) and a slow drift of the machine hits every group alike.
     return sorted(specs, key=lambda spec: (spec.seed, spec.devices, list(backends).index(spec.backend)))
+
+
+def check_precisions(backends: list[str], precisions: list[str], device: str, devices: list[int], hosts: int) -> None:
+    """Refuse, before any run starts, a precision an implementation does not offer or the device cannot do."""
+    from mnist_bench.common import machine
+
+    for p in precisions:
+        why = numeric.refusal(p, device, machine.cpu_flags()) if device != "auto" else None
+        if why:
+            raise UsageError(why)
+    for b in backends:
+        lacking = [p for p in precisions if p not in registry.spec(b).precisions]
+        if lacking:
+            offering = [name for name in registry.names() if set(lacking) <= set(registry.spec(name).precisions)]
+            raise UsageError(f"{b} does not train in {', '.join(lacking)} (its spec offers "
+                             f"{', '.join(registry.spec(b).precisions)}); leave it out with --backends"
+                             + (f", or choose from {', '.join(offering)}" if offering else ""))
+    if precisions != [numeric.DEFAULT] and any(d * hosts > 1 for d in devices):
+        raise UsageError("data-parallel runs (--devices or --hosts above 1) train in fp32 only for now; "
+                         "run the other precisions on one device")
 
 
 def check_topology(args, recipe: recipes.Recipe) -> None:
@@ -424,7 +454,7 @@ def cmd_parity(args) -> int:
         raise UsageError(f"--side-by-side runs probes side by side on the CPUs; with --device {args.device} they "
                          "would share the device: leave --side-by-side out")
     args.seeds, args.first_seed, args.allow_known_broken = 1, 0, True
-    configs = list(dict.fromkeys(parity.ProbeConfig(s.backend, s.mode) for s in plan(args)))
+    configs = list(dict.fromkeys(parity.ProbeConfig(s.backend, s.mode, s.precision) for s in plan(args)))
     validate.writable_dir(args.out, "--out")
     validate.check_data(parity.parity_recipe(), args.data_dir)
     checks = parity.check(configs, args.data_dir, args.out / "parity-work", args.threads, args.device,
@@ -433,7 +463,7 @@ def cmd_parity(args) -> int:
                                             "tolerances": {k: vars(t) for k, t in parity.TOLERANCES.items()},
                                             "oracle": parity.oracle.describe()})
     print(parity.oracle.error_table(checks))
-    known = {f"{b}-{m}": why for (b, m, d), why in registry.all_known_broken().items() if d == args.device}
+    known = {c.label: why for c in configs for why in [registry.known_broken(c.backend, c.mode, args.device)] if why}
     failed = [c for c in checks if not c["passed"]]
     unexpected = [c for c in failed if c["a"] not in known and c["b"] not in known]
     for c in failed:

@@ -12,6 +12,7 @@ import argparse
 import math
 import os
 
+from mnist_bench.common import precision as numeric
 from mnist_bench.common import registry
 
 
@@ -115,6 +116,23 @@ def add_modes(parser, default: str, help: str | None = None) -> None:
     parser.add_argument("--modes", default=default,
                         help=help or f"'all', 'default' (each backend's idiomatic mode), 'fastest' (each backend's "
                                      f"fastest proven mode) or comma-separated mode names (default: {default})")
+
+
+def precisions(text: str) -> list[str]:
+    """Comma-separated precision names (common/precision.py), in order, without repeats."""
+    names = list(dict.fromkeys(csv(text)))
+    unknown = [name for name in names if name not in numeric.NAMES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected precisions from {', '.join(numeric.NAMES)}, separated by commas, "
+                                         f"got {text!r}")
+    return names
+
+
+def add_precision(parser, help: str | None = None) -> None:
+    parser.add_argument("--precision", type=precisions, default=[numeric.DEFAULT], metavar="P[,P...]",
+                        help=help or "numeric precision: fp32 (default), bf16 (mixed bfloat16), fp16 (mixed float16 "
+                                     "with loss scaling; GPUs, and CPUs with float16 arithmetic), tf32 (NVIDIA "
+                                     "GPUs); several, e.g. fp32,bf16, run each, side by side per seed")
 
 
 def add_device(parser, default: str = "cpu", auto: bool = True, help: str | None = None) -> None:

@@ -18,6 +18,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from mnist_bench.common import metrics, pipeline, weights
+from mnist_bench.common import precision as numeric
 from mnist_bench.common.model import NUM_CLASSES
 from mnist_bench.common.parallel import SINGLE, Topology
 from mnist_bench.common.recipe import Recipe
@@ -35,11 +36,16 @@ class Backend(abc.ABC):
     # Data-parallel backends (one module per framework, e.g. backends/torch_backend/ddp.py)
     # take the global batch and split it across ``topology.world`` devices themselves.
     data_parallel: ClassVar[bool] = False
+    # The precisions this class trains in (common/precision.py); a backend's spec lists the same.
+    precisions: ClassVar[tuple[str, ...]] = (numeric.DEFAULT,)
 
     def __init__(self, recipe: Recipe, *, device: str = "cpu", mode: str, seed: int = 0,
-                 threads: int | None = None, topology: Topology = SINGLE) -> None:
+                 threads: int | None = None, topology: Topology = SINGLE, precision: str = numeric.DEFAULT) -> None:
         if mode not in self.modes:
             raise ValueError(f"backend {self.name!r} has no mode {mode!r}; choose from {', '.join(self.modes)}")
+        if precision not in self.precisions:
+            raise numeric.PrecisionRefused(f"{type(self).__name__} ({self.name}) trains in "
+                                           f"{', '.join(self.precisions)} only, not {precision}")
         if topology.parallel != self.data_parallel:
             kind = "data-parallel" if self.data_parallel else "single-device"
             raise ValueError(f"{type(self).__name__} is {kind}; it cannot run on {topology.world} device(s)")
@@ -49,6 +55,7 @@ class Backend(abc.ABC):
         self.seed = seed
         self.threads = threads
         self.topology = topology
+        self.precision = numeric.get(precision)
         self._build()
         if recipe.init == "shared":
             self.load_weights(weights.init(recipe, seed))
@@ -104,9 +111,12 @@ class Backend(abc.ABC):
     def numerics(self) -> dict:
         """The float32 numerics the framework actually applies on this device, read back from it.
 
-        At least ``dtype`` (the parameters' and activations' dtype), ``tf32`` (whether
-        float32 matmuls or convolutions may run as TF32) and ``matmul_precision`` (the
-        framework's own setting, in its own words); a backend may add the settings it read.
+        At least ``dtype`` (the parameters' dtype), ``compute_dtype`` (what convolutions and matmuls
+        compute in: the Keras policy's, the Flax modules', autocast's), ``tf32`` (whether float32
+        matmuls or convolutions may run as TF32) and ``matmul_precision`` (the framework's own
+        setting, in its own words); a backend may add the settings it read. The worker checks
+        ``compute_dtype`` and ``tf32`` against the requested precision
+        (:func:`mnist_bench.common.precision.check_applied`).
         """
 
     # --- shared behaviour -------------------------------------------------------------

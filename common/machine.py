@@ -58,7 +58,7 @@ def _cpu_model() -> str | None:
 # hosts from Zen 2 to Zen 4: the same VM kind measured 126 GFLOP/s on a Zen 3 host (no AVX-512)
 # and 180-194 on a host with AVX512_BF16, so the record must say which it ran on.
 ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni",
-             "amx_tile", "amx_bf16", "amx_int8")
+             "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16", "amx_int8")
 
 
 def _cpu_id() -> str | None:
@@ -69,7 +69,8 @@ def _cpu_id() -> str | None:
     return f"{fields[0]} family {fields[1]} model {fields[2]} stepping {fields[3]}"
 
 
-def _cpu_flags() -> list[str]:
+def cpu_flags() -> list[str]:
+    """Which of :data:`ISA_FLAGS` this CPU has (/proc/cpuinfo), in that order."""
     flags = set(((_cpuinfo_fields("flags") or [""])[0]).split())
     return [flag for flag in ISA_FLAGS if flag in flags]
 
@@ -141,7 +142,7 @@ def describe() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "cpu_model": _cpu_model(),
         "cpu_id": _cpu_id(),
-        "cpu_flags": _cpu_flags(),
+        "cpu_flags": cpu_flags(),
         "logical_cores": os.cpu_count(),
         "physical_cores": _physical_cores(),
         "memory_total_bytes": _memory_total_bytes(),

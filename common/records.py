@@ -16,6 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Iterable
 
+from mnist_bench.common import precision as numeric
+
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("record.schema.json")
 STATUSES = ("ok", "failed", "timeout", "diverged", "interrupted")
@@ -73,13 +75,17 @@ def _non_finite(value, where: str = "") -> str | None:
 
 
 def device_group(record: dict) -> str:
-    """The device part of a record's group: ``cpu`` on one device, ``cpu x2`` data-parallel on two.
+    """The device part of a record's group: ``cpu`` on one device in fp32, ``cpux2`` data-parallel on two,
+    ``cpu-bf16`` in bfloat16.
 
-    Runs on different device counts never share a group (their samples/s are
-    different quantities); old records without ``devices`` ran on one.
+    Runs on different device counts or in different precisions never share a group (their samples/s
+    are different quantities, and a bf16 figure is not an fp32 one); old records without ``devices``
+    ran on one, without ``precision`` in fp32.
     """
     devices = record.get("devices", 1)
-    return record["device"] if devices == 1 else f"{record['device']}x{devices}"
+    group = record["device"] if devices == 1 else f"{record['device']}x{devices}"
+    precision = numeric.of(record)
+    return group if precision == numeric.DEFAULT else f"{group}-{precision}"
 
 
 def write_atomic(path: str | Path, document: Any) -> Path:

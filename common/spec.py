@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from mnist_bench.common import precision as numeric
+
 DEVICES = ("cpu", "gpu", "tpu")
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 _PART = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -69,6 +71,9 @@ class ImplementationSpec:
     profiler: str | None = None  # "module:function(mode, steps, data_dir) -> [(op, share)]"
     env: Mapping[str, str] = field(default_factory=dict)
     known_broken: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # The numeric precisions it implements (common/precision.py), each its framework's recommended way; a
+    # precision not named here is refused before any run starts, never trained silently in float32.
+    precisions: tuple[str, ...] = ("fp32",)
     oracle: bool = False  # the float64 reference every other implementation is measured against
     accuracy_parity: bool = True  # fast enough to train an epoch in the statistical-parity test
 
@@ -78,6 +83,7 @@ class ImplementationSpec:
         object.__setattr__(self, "aliases", tuple(self.aliases))
         object.__setattr__(self, "devices", tuple(self.devices))
         object.__setattr__(self, "data_parallel_modes", tuple(self.data_parallel_modes))
+        object.__setattr__(self, "precisions", tuple(self.precisions))
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
         object.__setattr__(self, "known_broken", MappingProxyType(dict(self.known_broken)))
         problems = self.problems()
@@ -112,6 +118,10 @@ class ImplementationSpec:
             found.append("data_parallel_modes given without a data_parallel class")
         if self.data_parallel is not None and not set(self.data_parallel_modes) <= set(self.modes):
             found.append(f"data_parallel_modes {list(self.data_parallel_modes)} are not all in modes")
+        unknown_precisions = [p for p in self.precisions if p not in numeric.NAMES]
+        if unknown_precisions or numeric.DEFAULT not in self.precisions:
+            found.append(f"precisions {list(self.precisions)} must include {numeric.DEFAULT!r} and name only "
+                         f"{list(numeric.NAMES)}")
         for key in self.known_broken:
             if not (isinstance(key, tuple) and len(key) == 2 and key[0] in self.modes and key[1] in DEVICES):
                 found.append(f"known_broken key {key!r} must be (mode, device) with a mode of this implementation")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from mnist_bench.bench.outside_text import csv_cell
+from mnist_bench.common import precision as numeric
 from mnist_bench.common.records import read_dirs
 
 FIELDS = (
@@ -21,6 +22,7 @@ FIELDS = (
     "status",
     "backend",
     "mode",
+    "precision",
     "device",
     "devices",
     "seed",
@@ -66,6 +68,7 @@ def row(record: dict) -> dict[str, Any]:
         "status": record["status"],
         "backend": record["backend"],
         "mode": record["mode"],
+        "precision": numeric.of(record),
         "device": record["device"],
         "devices": record.get("devices"),
         "seed": record["seed"],

@@ -37,6 +37,7 @@ from mnist_bench.bench.run import process, record, run_dir
 from mnist_bench.bench.run.record import now
 from mnist_bench.bench.run.worker import PROGRESS_PREFIX
 from mnist_bench.common import contention, machine, records
+from mnist_bench.common import precision as numeric
 from mnist_bench.common.recipe import Recipe
 LOG_TAIL_CHARS = 4000
 
@@ -79,11 +80,13 @@ class RunSpec:
     seed: int
     devices: int = 1  # per host; data-parallel when devices * hosts > 1
     hosts: int = 1
+    precision: str = numeric.DEFAULT  # common/precision.py; a manifest written before it held fp32 runs only
 
     @property
     def run_id(self) -> str:
         world = self.devices * self.hosts
-        return f"{self.backend}-{self.mode}-{self.device}-{f'd{world}-' if world > 1 else ''}s{self.seed}"
+        return (f"{self.backend}-{self.mode}-{self.device}-{f'd{world}-' if world > 1 else ''}"
+                f"{numeric.run_id_part(self.precision)}s{self.seed}")
 
 
 @dataclass(frozen=True)

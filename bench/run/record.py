@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from mnist_bench.common import contention, records
+from mnist_bench.common import precision as numeric
 
 
 def now() -> str:
@@ -32,13 +33,15 @@ def mnist_bench_info() -> dict:
 
 
 def base(*, run_id: str, backend: str, mode: str, device: str, seed: int, recipe: dict, command: str,
-         started_at: str, machine_info: dict, info: dict, devices: int = 1, hosts: int = 1) -> dict:
-    """The identity of a run: what ran, where, with which recipe and version of mnist-bench."""
+         started_at: str, machine_info: dict, info: dict, devices: int = 1, hosts: int = 1,
+         precision: str = numeric.DEFAULT) -> dict:
+    """The identity of a run: what ran, where, in which precision, with which recipe and version of mnist-bench."""
     return {
         "schema_version": records.SCHEMA_VERSION,
         "run_id": run_id,
         "backend": backend,
         "mode": mode,
+        "precision": precision,
         "device": device,
         "devices": devices,
         "hosts": hosts,
@@ -58,7 +61,7 @@ def for_worker(request: dict) -> dict:
     record = base(run_id=request["run_id"], backend=request["backend"], mode=request["mode"],
                   device=request["device"], seed=request["seed"], recipe=request["recipe"],
                   command=request["command"], started_at=now(), machine_info=machine.describe(),
-                  info=request["mnist_bench"])
+                  info=request["mnist_bench"], precision=request.get("precision", numeric.DEFAULT))
     if request.get("executor"):  # a scheduler's job: which job, on which node
         record["executor"] = request["executor"]
     return record
@@ -69,7 +72,8 @@ def for_harness(spec, config, status: str, error: dict, started_at: str, info: d
     """The record the harness writes for ``spec`` (a ``RunSpec``) when the worker could not write its own."""
     record = base(run_id=spec.run_id, backend=spec.backend, mode=spec.mode, device=spec.device, seed=spec.seed,
                   recipe=config.recipe.to_dict(), command=config.command, started_at=started_at,
-                  machine_info=machine_info, info=info, devices=spec.devices * spec.hosts, hosts=spec.hosts)
+                  machine_info=machine_info, info=info, devices=spec.devices * spec.hosts, hosts=spec.hosts,
+                  precision=spec.precision)
     record.update(status=status, error=error, finished_at=now())
     if executor:
         record["executor"] = executor

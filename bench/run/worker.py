@@ -28,7 +28,8 @@ from mnist_bench.bench.exit_codes import EXIT_DEVICE, EXIT_DIVERGED, EXIT_FAILED
 from mnist_bench.bench.run import launch, orphan, training
 from mnist_bench.bench.run.process_setup import configure_process, resolve_device
 from mnist_bench.bench.run.record import for_worker, now
-from mnist_bench.common import contention, parallel, peak, records
+from mnist_bench.common import contention, machine, parallel, peak, records
+from mnist_bench.common import precision as numeric
 from mnist_bench.common.interface import DeviceUnavailable
 
 PROGRESS_PREFIX = "@@mnist-bench "
@@ -148,7 +149,7 @@ def build(request: dict, record: dict, topology: parallel.Topology):
     Returns (backend, recipe, when its construction started, seconds it took).
     """
     from mnist_bench.common import recipe as recipes
-    from mnist_bench.common.registry import known_broken, load_backend
+    from mnist_bench.common.registry import known_broken, load_backend, spec
 
     recipe = recipes.from_mapping(request["recipe"])
     device = resolve_device(load_backend(request["backend"]), recipe, request["device"], request["mode"])
@@ -159,11 +160,17 @@ def build(request: dict, record: dict, topology: parallel.Topology):
         if not request.get("allow_known_broken"):
             raise KnownBroken(known)
         record["known_broken"] = known
+    precision = request.get("precision", numeric.DEFAULT)
+    refused = numeric.refusal(precision, device, machine.cpu_flags())  # "auto" is resolved only here
+    if refused:
+        raise numeric.PrecisionRefused(refused)
     t0 = time.perf_counter()
     backend = backend_cls(recipe, device=device, mode=request["mode"], seed=request["seed"],
-                          threads=record["threads"]["requested"], topology=topology)
+                          threads=record["threads"]["requested"], topology=topology, precision=precision)
     build_s = time.perf_counter() - t0
     record["numerics"] = backend.numerics()  # what the framework applied, read back once it is built
+    if not spec(request["backend"]).oracle:  # the oracle's mode is its number format (float64 as the reference)
+        numeric.check_applied(precision, record["numerics"])
     record["versions"] = backend.versions()
     record["device_info"] = backend.device_info()
     return backend, recipe, t0, build_s

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from mnist_bench.bench.results.grouping import GroupKey, finished
+from mnist_bench.common.records import device_group
 from mnist_bench.bench.results.stats import (
     RatioInterval, WelchInterval, independent_ratio, paired_ratio, welch_interval,
 )
@@ -138,7 +139,7 @@ def scaling(groups: dict[GroupKey, list[dict]]) -> list[Scaling]:
     out = []
     for key, runs in groups.items():
         done = finished(runs)
-        base = (key[0], key[1], done[0]["device"]) if done else None
+        base = (key[0], key[1], device_group({**done[0], "devices": 1})) if done else None  # same precision
         if base is None or base == key or base not in groups:
             continue
         rate, base_rate = throughput(runs), throughput(groups[base])
