@@ -9,11 +9,15 @@ products on the CPU). Flax is channels-last
 with (kh, kw, in, out) kernels, so it already speaks the canonical layout.
 Flax's ``nn.Conv`` pads 'SAME' by default; the model asks for 'VALID' as the
 other frameworks do.
+
+Precisions the Flax way: every layer's ``dtype`` is the compute dtype (bfloat16 for bf16) and its
+``param_dtype`` stays float32; the loss is taken from the logits cast to float32. tf32 is JAX's
+default matmul precision "tensorfloat32" on a GPU. No fp16: Flax and Optax have no loss scaling.
 """
 
 from __future__ import annotations
 
-from typing import final
+from typing import Any, final
 
 import flax
 import flax.linen as nn
@@ -40,13 +44,14 @@ class PatchConv(nn.Module):
     """
 
     features: int
+    dtype: Any = jnp.float32  # the compute dtype, as nn.Conv's; parameters stay float32
 
     @nn.compact
     def __call__(self, x):
         cin = x.shape[-1]
         kernel = self.param("kernel", nn.linear.default_kernel_init, (3, 3, cin, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return patch_conv(x, kernel, bias)
+        return patch_conv(x, kernel, bias, self.dtype)
 
 
 class CNN(nn.Module):
@@ -56,28 +61,29 @@ class CNN(nn.Module):
     dropout1: float
     dropout2: float
     matmul_convs: bool = False  # the tuned CPU path; same parameters, same mathematics
+    dtype: Any = jnp.float32  # every layer's compute dtype (param_dtype stays float32)
 
     @nn.compact
     def __call__(self, x, train: bool):
         if self.matmul_convs:
-            x = nn.relu(PatchConv(self.conv1, name="conv1")(x))
-            x = nn.relu(PatchConv(self.conv2, name="conv2")(x))
+            x = nn.relu(PatchConv(self.conv1, self.dtype, name="conv1")(x))
+            x = nn.relu(PatchConv(self.conv2, self.dtype, name="conv2")(x))
             x = max_pool_2x2(x)
         else:
-            x = nn.relu(nn.Conv(self.conv1, (3, 3), padding="VALID", name="conv1")(x))
-            x = nn.relu(nn.Conv(self.conv2, (3, 3), padding="VALID", name="conv2")(x))
+            x = nn.relu(nn.Conv(self.conv1, (3, 3), padding="VALID", dtype=self.dtype, name="conv1")(x))
+            x = nn.relu(nn.Conv(self.conv2, (3, 3), padding="VALID", dtype=self.dtype, name="conv2")(x))
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = nn.Dropout(self.dropout1, deterministic=not train)(x)
         x = x.reshape((x.shape[0], -1))
-        x = nn.relu(nn.Dense(self.hidden, name="dense1")(x))
+        x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="dense1")(x))
         x = nn.Dropout(self.dropout2, deterministic=not train)(x)
-        return nn.Dense(NUM_CLASSES, name="dense2")(x)
+        return nn.Dense(NUM_CLASSES, dtype=self.dtype, name="dense2")(x)
 
 
 def loss(model: CNN, params, x, y, train: bool, rng):
-    """Cross-entropy on logits, mean over the batch (the whole global batch when it is sharded)."""
+    """Cross-entropy on float32 logits, mean over the batch (the whole global batch when it is sharded)."""
     logits = model.apply({"params": params}, x, train=train, rngs={"dropout": rng} if train else None)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y).mean()
 
 
 def train_step(model: CNN, tx, params, opt_state, x, y, rng):
@@ -105,17 +111,19 @@ def to_canonical(tree) -> weights.Weights:
 class FlaxLinenBackend(runtime.OneDeviceReport, Backend):
     name = SPEC.name  # the spec is the one place these are written
     modes = SPEC.modes
+    precisions = SPEC.precisions
 
     def _build(self) -> None:
         r = self.recipe
         self._device = runtime.device(self.device)
-        runtime.use_full_float32(self._device.platform)
+        runtime.use_full_float32(self._device.platform, self.precision.tf32)
         tuned = self.mode == "tuned"
         # Patch-matmul convolutions pay off on the CPU; on GPUs and TPUs the
         # framework's convolutions (cuDNN, the TPU compiler) are the fast path.
         # Inference alone is fastest with XLA's own convolutions (its slow kernel is the
         # weight gradient): the same parameters, so every mode evaluates with them.
-        self._eval_model = CNN(r.conv1_filters, r.conv2_filters, r.hidden, r.dropout1, r.dropout2)
+        self._eval_model = CNN(r.conv1_filters, r.conv2_filters, r.hidden, r.dropout1, r.dropout2,
+                               dtype=jnp.dtype(self.precision.compute_dtype))
         self.model = self._eval_model.clone(matmul_convs=tuned and self._device.platform == "cpu")
         self.tx = optax.sgd(r.learning_rate, momentum=r.momentum)
         init_key, self._dropout_key = jax.random.split(jax.random.PRNGKey(self.seed))
@@ -123,6 +131,7 @@ class FlaxLinenBackend(runtime.OneDeviceReport, Backend):
         with jax.default_device(self._device):
             params = self.model.init(init_key, sample, train=False)["params"]
         self._set_params(params)
+        self._compute_dtype = runtime.compute_dtype(self._predict_fn, params, sample)
         self._step = 0
         if tuned:
             # A whole chunk of steps is one compiled loop: one dispatch per chunk.
@@ -130,9 +139,9 @@ class FlaxLinenBackend(runtime.OneDeviceReport, Backend):
         if self.mode in ("compiled", "tuned"):
             self._train_step = jax.jit(self._train_step_fn, donate_argnums=(0, 1))
             self._grads = jax.jit(self._grads_fn)
-            self._predict = jax.jit(self._predict_fn)
+            self._predict = jax.jit(self._logits_fn)
         else:
-            self._train_step, self._grads, self._predict = self._train_step_fn, self._grads_fn, self._predict_fn
+            self._train_step, self._grads, self._predict = self._train_step_fn, self._grads_fn, self._logits_fn
 
     def _set_params(self, params) -> None:
         self.params = jax.device_put(params, self._device)
@@ -157,6 +166,9 @@ class FlaxLinenBackend(runtime.OneDeviceReport, Backend):
 
     def _predict_fn(self, params, x):
         return self._eval_model.apply({"params": params}, x, train=False)
+
+    def _logits_fn(self, params, x):
+        return self._predict_fn(params, x).astype(jnp.float32)
 
     def load_weights(self, canonical: weights.Weights) -> None:
         self._set_params(params_from_canonical(weights.check(canonical, self.recipe)))

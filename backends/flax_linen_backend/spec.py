@@ -16,6 +16,7 @@ SPEC = ImplementationSpec(
     modes=("eager", "compiled", "tuned"),
     default_mode="compiled",
     fastest_mode="tuned",
+    precisions=("fp32", "bf16", "tf32"),  # layers' dtype / param_dtype; no fp16: Flax has no loss scaling
     requires=("jax", "flax", "optax"),
     devices=("cpu", "gpu", "tpu"),
     install="pip install -c constraints.txt -e '.[jax]'",

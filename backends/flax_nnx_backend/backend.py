@@ -36,6 +36,7 @@ from mnist_bench.backends.flax_nnx_backend.spec import SPEC
 from mnist_bench.backends.jax_shared import runtime
 from mnist_bench.common import weights
 from mnist_bench.common.interface import Backend
+from mnist_bench.common.model import IMAGE_SIZE
 
 def to_canonical(state) -> weights.Weights:
     """An ``nnx.State`` of parameters (or their gradients) -> canonical names on the host."""
@@ -51,15 +52,17 @@ def pure_params(w: weights.Weights) -> dict:
 class FlaxNnxBackend(runtime.OneDeviceReport, Backend):
     name = SPEC.name  # the spec is the one place these are written
     modes = SPEC.modes
+    precisions = SPEC.precisions
 
     def _build(self) -> None:
         r = self.recipe
         self._device = runtime.device(self.device)
-        runtime.use_full_float32(self._device.platform)
+        runtime.use_full_float32(self._device.platform, self.precision.tf32)
         init_key, dropout_key = jax.random.split(jax.random.PRNGKey(self.seed))
         with jax.default_device(self._device):
             self.model = nnx_model.CNN(r, rngs=nnx.Rngs(params=init_key, dropout=dropout_key),
-                                       matmul_convs=self.mode == "tuned" and self._device.platform == "cpu")
+                                       matmul_convs=self.mode == "tuned" and self._device.platform == "cpu",
+                                       dtype=jnp.dtype(self.precision.compute_dtype))
         # Views share the model's Variables. Gradients: dropout off, the training step's own convolutions;
         # inference: dropout off, XLA's convolutions.
         self._grads_model = nnx.view(self.model, deterministic=True)
@@ -67,7 +70,11 @@ class FlaxNnxBackend(runtime.OneDeviceReport, Backend):
         self._eval_model.matmul_convs = False
         self.tx = optax.sgd(r.learning_rate, momentum=r.momentum)
         self._grads = nnx.jit(nnx_model.loss_and_grads)
-        self._predict = nnx.jit(lambda model, x: model(x))
+        self._predict = nnx.jit(nnx_model.logits)
+        # What the last layer computes in, from JAX's tracing of the model itself (nothing runs).
+        graphdef, state = nnx.split(self._eval_model)
+        self._compute_dtype = runtime.compute_dtype(lambda s, x: nnx.merge(graphdef, s)(x), state,
+                                                    jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), jnp.float32))
         self._new_optimizer()
 
     def _new_optimizer(self) -> None:

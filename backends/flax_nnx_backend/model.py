@@ -11,6 +11,7 @@ default (the model asks for 'VALID'), so they speak the canonical layout as Line
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 
@@ -22,21 +23,24 @@ LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
 
 class CNN(nnx.Module):
-    def __init__(self, recipe: Recipe, *, rngs: nnx.Rngs, matmul_convs: bool = False):
+    def __init__(self, recipe: Recipe, *, rngs: nnx.Rngs, matmul_convs: bool = False, dtype=jnp.float32):
+        # dtype: every layer's compute dtype (bfloat16 for bf16); param_dtype stays float32.
         k = (KERNEL_SIZE, KERNEL_SIZE)
-        self.conv1 = nnx.Conv(1, recipe.conv1_filters, k, padding="VALID", rngs=rngs)
-        self.conv2 = nnx.Conv(recipe.conv1_filters, recipe.conv2_filters, k, padding="VALID", rngs=rngs)
+        self.conv1 = nnx.Conv(1, recipe.conv1_filters, k, padding="VALID", dtype=dtype, rngs=rngs)
+        self.conv2 = nnx.Conv(recipe.conv1_filters, recipe.conv2_filters, k, padding="VALID", dtype=dtype, rngs=rngs)
         self.dropout1 = nnx.Dropout(recipe.dropout1, rngs=rngs)
-        self.dense1 = nnx.Linear(POOLED_SIZE * POOLED_SIZE * recipe.conv2_filters, recipe.hidden, rngs=rngs)
+        self.dense1 = nnx.Linear(POOLED_SIZE * POOLED_SIZE * recipe.conv2_filters, recipe.hidden, dtype=dtype,
+                                 rngs=rngs)
         self.dropout2 = nnx.Dropout(recipe.dropout2, rngs=rngs)
-        self.dense2 = nnx.Linear(recipe.hidden, NUM_CLASSES, rngs=rngs)
+        self.dense2 = nnx.Linear(recipe.hidden, NUM_CLASSES, dtype=dtype, rngs=rngs)
         # The tuned CPU path: the same parameters, read by a patch-matmul convolution (jax_shared/cpu_ops.py).
         self.matmul_convs = matmul_convs
 
     def __call__(self, x):
         if self.matmul_convs:
-            x = nnx.relu(patch_conv(x, self.conv1.kernel[...], self.conv1.bias[...]))
-            x = nnx.relu(patch_conv(x, self.conv2.kernel[...], self.conv2.bias[...]))
+            dtype = self.conv1.dtype  # the layers' compute dtype, as nnx.Conv would apply it
+            x = nnx.relu(patch_conv(x, self.conv1.kernel[...], self.conv1.bias[...], dtype))
+            x = nnx.relu(patch_conv(x, self.conv2.kernel[...], self.conv2.bias[...], dtype))
             x = max_pool_2x2(x)
         else:
             x = nnx.relu(self.conv1(x))
@@ -51,7 +55,12 @@ class CNN(nnx.Module):
 
 def loss_fn(model: CNN, x, y):
     """Cross-entropy on float32 logits, mean over the batch."""
-    return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(model(x).astype(jnp.float32), y).mean()
+
+
+def logits(model: CNN, x):
+    """Logits as float32, whatever the layers computed in."""
+    return model(x).astype(jnp.float32)
 
 
 def train_step(model: CNN, optimizer: nnx.Optimizer, x, y):
@@ -78,4 +87,4 @@ def functional_chunk(graphdef, state, xs, ys):
 
 
 def predict(graphdef, model_state, x):
-    return nnx.merge(graphdef, model_state)(x)
+    return logits(nnx.merge(graphdef, model_state), x)

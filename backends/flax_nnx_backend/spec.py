@@ -13,6 +13,7 @@ SPEC = ImplementationSpec(
     modes=("nnx-jit", "cached-partial", "split-merge", "tuned"),
     default_mode="nnx-jit",
     fastest_mode="tuned",
+    precisions=("fp32", "bf16", "tf32"),  # layers' dtype / param_dtype; no fp16: Flax has no loss scaling
     layer="Flax NNX",
     layer_over="flax-linen",  # the same model in Flax's older API, on the same JAX, XLA and optax
     requires=("jax", "flax", "optax"),

@@ -11,8 +11,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 
-def patch_conv(x, kernel, bias):
-    """A 3x3 'VALID' convolution of NHWC ``x`` with an HWIO ``kernel``, as one patch matrix product."""
+def patch_conv(x, kernel, bias, dtype=None):
+    """A 3x3 'VALID' convolution of NHWC ``x`` with an HWIO ``kernel``, as one patch matrix product.
+
+    ``dtype``: compute in it (x, kernel and bias cast to it first), as a Flax layer's ``dtype`` does.
+    """
+    if dtype is not None:
+        x, kernel, bias = (a.astype(dtype) for a in (x, kernel, bias))
     b, h, w, cin = x.shape
     features = kernel.shape[-1]
     # Columns in (kh, kw, in) order, matching kernel.reshape(9 * in, out).

@@ -17,19 +17,26 @@ def device(kind: str):
         raise DeviceUnavailable(f"JAX {jax.__version__} sees no {kind!r} device; devices found: {seen}{hint}") from None
 
 
-def use_full_float32(platform: str) -> None:
+def use_full_float32(platform: str, tf32: bool = False) -> None:
     """Fair numerics: JAX's default float32 matmul/conv precision on GPUs and TPUs uses TF32/bf16
-    passes; the parity tests caught it (docs/framework-bugs.md). CPUs compute float32 already."""
+    passes; the parity tests caught it (docs/framework-bugs.md). CPUs compute float32 already.
+    ``tf32``: the tf32 precision asks for exactly those passes on a GPU ("tensorfloat32")."""
     if platform != "cpu":
-        jax.config.update("jax_default_matmul_precision", "highest")
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if tf32 else "highest")
 
 
-def numerics(platform: str) -> dict:
-    """JAX's float32 settings as they stand: its default matmul precision is TF32 on GPUs (bf16 passes on TPUs)."""
+def numerics(platform: str, compute_dtype: str = "float32") -> dict:
+    """JAX's settings as they stand: its default matmul precision is TF32 on GPUs (bf16 passes on TPUs)."""
     precision = jax.config.jax_default_matmul_precision
     full = platform == "cpu" or precision in ("highest", "float32")
-    return {"dtype": "float32", "tf32": platform == "gpu" and not full,
+    return {"dtype": "float32", "compute_dtype": compute_dtype, "tf32": platform == "gpu" and not full,
             "matmul_precision": precision or ("default (float32 on CPUs)" if platform == "cpu" else "default")}
+
+
+def compute_dtype(apply, *args) -> str:
+    """The dtype ``apply(*args)`` returns, from JAX's own tracing (nothing is computed): the logits' dtype
+    is what the last layer computed in, as the modules' ``dtype`` made it."""
+    return str(jax.eval_shape(apply, *args).dtype)
 
 
 def versions() -> dict[str, str]:
@@ -52,8 +59,8 @@ def peak_memory(devices) -> int | None:
 
 
 class OneDeviceReport:
-    """What a single-device JAX backend reports about its runtime; needs ``self.device`` (the kind) and
-    ``self._device`` (the JAX device)."""
+    """What a single-device JAX backend reports about its runtime; needs ``self.device`` (the kind),
+    ``self._device`` (the JAX device) and ``self._compute_dtype`` (from :func:`compute_dtype`)."""
 
     def versions(self) -> dict[str, str]:
         return versions()
@@ -62,7 +69,7 @@ class OneDeviceReport:
         return device_info(self.device, self._device)
 
     def numerics(self) -> dict:
-        return numerics(self._device.platform)
+        return numerics(self._device.platform, self._compute_dtype)
 
     def peak_device_memory(self) -> int | None:
         return peak_memory([self._device])

@@ -15,6 +15,11 @@ into ``SparseCategoricalCrossentropy(from_logits=True)`` (the probabilities path
 already canonical), and ``load_weights`` sets every variable and zeroes the optimiser's momentum
 and step count. Keras's SGD keeps ``m = momentum * m - lr * g; w += m``, which is the recipe's
 ``v = momentum * v + g; w -= lr * v`` with ``m = -lr * v`` while the learning rate is constant.
+
+Precisions are Keras's dtype policies, set before the model is built: ``mixed_bfloat16`` (bf16) and
+``mixed_float16`` (fp16, for which ``model.compile`` wraps the optimiser in a ``LossScaleOptimizer``
+itself) keep float32 variables and compute in the lower precision; the loss converts the logits to
+float32 (a Keras loss computes in ``floatx``). tf32 is the framework underneath's TF32 switch.
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ class KerasModelBackend(Backend, EpochTrainer):
 
     def _place(self) -> None:
         """Choose the device (and, data-parallel, the distribution) before any variable exists."""
-        self._device = framework.configure(self.threads, self.device)
+        self._device = framework.configure(self.threads, self.device, self.precision.tf32)
 
     def _scope(self):
         return keras.device(self._device)
@@ -108,6 +113,9 @@ class KerasModelBackend(Backend, EpochTrainer):
     def _build(self) -> None:
         keras.utils.set_random_seed(self.seed)  # Keras's own initialisers and dropout masks
         self._place()
+        # Global in Keras, so set every time (another backend in this process may have set another one).
+        compute = self.precision.compute_dtype
+        keras.config.set_dtype_policy("float32" if compute == "float32" else f"mixed_{compute}")
         with self._scope():
             self.model = build_model(self.recipe)
             self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -154,7 +162,7 @@ class KerasModelBackend(Backend, EpochTrainer):
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         with self._scope():
-            return np.asarray(self.model.predict_on_batch(np.ascontiguousarray(x)[..., None]))
+            return np.asarray(self.model.predict_on_batch(np.ascontiguousarray(x)[..., None]), np.float32)
 
     def versions(self) -> dict[str, str]:
         return {"keras": keras.__version__, **framework.versions()}
@@ -167,8 +175,9 @@ class KerasModelBackend(Backend, EpochTrainer):
 
     def numerics(self) -> dict:
         # jit_compile="auto" is resolved by Keras per framework and device: what it became is part of the run.
-        return {**framework.numerics(self.device),
-                "keras": {"backend": FRAMEWORK, "jit_compile": JIT_COMPILE[self.mode],
+        return {**framework.numerics(self.device), "compute_dtype": self.model.get_layer("conv1").compute_dtype,
+                "keras": {"dtype_policy": self.model.get_layer("conv1").dtype_policy.name,
+                          "backend": FRAMEWORK, "jit_compile": JIT_COMPILE[self.mode],
                           "jit_compile_resolved": bool(self.model.jit_compile),
                           "image_data_format": "channels_last"}}
 
@@ -176,3 +185,4 @@ class KerasModelBackend(Backend, EpochTrainer):
 @final
 class KerasBackend(KerasModelBackend):
     modes = SPEC.modes
+    precisions = SPEC.precisions

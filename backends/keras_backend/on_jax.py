@@ -10,8 +10,9 @@ from mnist_bench.common.interface import DeviceUnavailable
 from mnist_bench.backends.jax_shared.probes import matmul_probe  # noqa: F401 (the spec's matmul_probe)
 
 
-def configure(threads: int | None, device: str) -> str:
-    """Fair numerics on the device; returns the Keras device name. (XLA takes its threads from the pinning.)"""
+def configure(threads: int | None, device: str, tf32: bool = False) -> str:
+    """Fair numerics on the device (TF32 only when ``tf32``); returns the Keras device name. (XLA takes its
+    threads from the pinning.)"""
     try:
         found = jax.devices(device)
     except RuntimeError:
@@ -19,7 +20,7 @@ def configure(threads: int | None, device: str) -> str:
         raise DeviceUnavailable(f"JAX {jax.__version__} sees no {device!r} device; devices found: {seen}") from None
     if device != "cpu":
         # JAX's default float32 matmul/conv precision on GPUs and TPUs is lower than float32.
-        jax.config.update("jax_default_matmul_precision", "highest")
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if tf32 else "highest")
     return f"{found[0].platform}:0"
 
 

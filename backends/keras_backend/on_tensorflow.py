@@ -10,14 +10,14 @@ from mnist_bench.common.interface import DeviceUnavailable
 from mnist_bench.backends.tensorflow_backend.probes import matmul_probe  # noqa: F401 (the spec's matmul_probe)
 
 
-def configure(threads: int | None, device: str) -> str:
+def configure(threads: int | None, device: str, tf32: bool = False) -> str:
     """Threads (before TensorFlow's runtime starts), memory growth and fair numerics; returns the Keras device name."""
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)
-    tf.config.experimental.enable_tensor_float_32_execution(False)  # no TF32 on Ampere and later
+    tf.config.experimental.enable_tensor_float_32_execution(tf32)  # no TF32 on Ampere and later, unless tf32
     if device != "cpu" and not tf.config.list_physical_devices(device.upper()):
         seen = ", ".join(d.name for d in tf.config.list_physical_devices()) or "none"
         raise DeviceUnavailable(f"TensorFlow {tf.__version__} sees no {device.upper()}; devices found: {seen}")

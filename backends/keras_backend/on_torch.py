@@ -10,17 +10,17 @@ from mnist_bench.common.interface import DeviceUnavailable
 from mnist_bench.backends.torch_backend.probes import matmul_probe  # noqa: F401 (the spec's matmul_probe)
 
 
-def configure(threads: int | None, device: str) -> str:
-    """Threads and fair numerics; returns the Keras device name."""
+def configure(threads: int | None, device: str, tf32: bool = False) -> str:
+    """Threads and fair numerics (TF32 only when ``tf32``); returns the Keras device name."""
     if threads:
         torch.set_num_threads(threads)
     if device == "gpu":
         if not torch.cuda.is_available():
             raise DeviceUnavailable(f"PyTorch {torch.__version__} sees no CUDA GPU "
                                     f"(CUDA build: {torch.version.cuda or 'none, this is a CPU-only build'})")
-        # Fair numerics: fp32 matmuls and convolutions, not TF32.
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        # Fair numerics: fp32 matmuls and convolutions, not TF32, unless the precision is tf32.
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
         return "gpu:0"
     if device != "cpu":
         raise DeviceUnavailable(f"PyTorch has no {device!r} device here")

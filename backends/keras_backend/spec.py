@@ -37,6 +37,8 @@ def _spec(framework: str, modes: tuple[str, ...], what: str, requires: tuple[str
         plain_loop="plain_loop:LOOPS",  # mode -> a plain model.fit loop (bench/perf/overhead.py)
         matmul_probe=f"on_{framework}:matmul_probe",  # the framework underneath times the peak
         env={"KERAS_BACKEND": framework, **(env or {})},
+        # Keras's dtype policies (mixed_bfloat16, mixed_float16 with its LossScaleOptimizer) on every framework.
+        precisions=("fp32", "bf16", "fp16", "tf32"),
         **parallel,
     )
 

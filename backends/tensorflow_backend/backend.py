@@ -7,6 +7,12 @@ gradients. Modes: ``compiled`` (the default, ``tf.function``), ``xla``
 for a whole chunk inside one ``tf.function`` loop, one call per chunk. Keras is channels-last with
 (kh, kw, in, out) kernels and (in, out) dense kernels, so it already speaks the
 canonical layout.
+
+Precisions as TensorFlow's mixed-precision guide has them for a custom loop over a Keras model: the
+Keras dtype policy ``mixed_bfloat16`` set before the model is built (float32 variables, bfloat16
+compute), the loss from the logits converted to float32 by the Keras loss; tf32 is
+``enable_tensor_float_32_execution``. No fp16: its custom loop would need the loss scaling the
+guide adds by hand (``keras-tensorflow`` offers fp16 through ``model.fit``).
 """
 
 from __future__ import annotations
@@ -78,12 +84,13 @@ def canonical(model: keras.Model, tensors) -> weights.Weights:
     return out
 
 
-def numerics(device: str) -> dict:
-    """TensorFlow's float32 settings as they stand: TF32 applies on GPUs only."""
+def numerics(device: str, model: keras.Model | None = None) -> dict:
+    """TensorFlow's settings as they stand: TF32 applies on GPUs only; the compute dtype is the model's policy."""
     enabled = bool(tf.config.experimental.tensor_float_32_execution_enabled())
     tf32 = enabled and device == "gpu"
-    return {"dtype": "float32", "tf32": tf32, "matmul_precision": "tf32" if tf32 else "float32",
-            "tensor_float_32_execution": enabled}
+    compute = model.get_layer("conv1").compute_dtype if model is not None else "float32"
+    return {"dtype": "float32", "compute_dtype": compute, "tf32": tf32,
+            "matmul_precision": "tf32" if tf32 else "float32", "tensor_float_32_execution": enabled}
 
 
 def set_threads(threads: int | None) -> None:
@@ -97,16 +104,19 @@ def set_threads(threads: int | None) -> None:
 class TensorFlowBackend(Backend):
     name = SPEC.name  # the spec is the one place these are written
     modes = SPEC.modes
+    precisions = SPEC.precisions
 
     def _build(self) -> None:
         set_threads(self.threads)
         for gpu in tf.config.list_physical_devices("GPU"):
             # Grow on demand instead of taking all GPU memory at start.
             tf.config.experimental.set_memory_growth(gpu, True)
-        # Fair numerics: no TF32 on Ampere and later.
-        tf.config.experimental.enable_tensor_float_32_execution(False)
+        # Fair numerics: no TF32 on Ampere and later, unless the precision is tf32.
+        tf.config.experimental.enable_tensor_float_32_execution(self.precision.tf32)
         self._device = _tf_device(self.device)
         keras.utils.set_random_seed(self.seed)
+        compute = self.precision.compute_dtype  # a global Keras setting: set every time, float32 included
+        keras.config.set_dtype_policy("float32" if compute == "float32" else f"mixed_{compute}")
         with tf.device(self._device):
             self.model = build_model(self.recipe)
             self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -183,7 +193,7 @@ class TensorFlowBackend(Backend):
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         with tf.device(self._device):
-            return self._predict(self._images(x)).numpy()
+            return self._predict(self._images(x)).numpy().astype(np.float32)
 
     def versions(self) -> dict[str, str]:
         info = tf.sysconfig.get_build_info()
@@ -206,7 +216,7 @@ class TensorFlowBackend(Backend):
         return info
 
     def numerics(self) -> dict:
-        return numerics(self.device)
+        return numerics(self.device, self.model)
 
     def peak_device_memory(self) -> int | None:
         if not self._device.startswith("/GPU"):

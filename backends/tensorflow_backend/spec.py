@@ -11,6 +11,7 @@ SPEC = ImplementationSpec(
     modes=("eager", "compiled", "xla", "tuned"),
     default_mode="compiled",
     fastest_mode="tuned",
+    precisions=("fp32", "bf16", "tf32"),  # the Keras dtype policy; no fp16 (no loss scaling in the custom step)
     requires=("tensorflow", "keras"),
     install="pip install -c constraints.txt -e '.[tensorflow]'",
     data_parallel="mirrored:TensorFlowMirroredBackend",  # tf.distribute Mirrored / MultiWorkerMirrored

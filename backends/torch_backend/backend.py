@@ -5,6 +5,10 @@ of the model) and ``tuned``: eager PyTorch with a cheaper dropout-mask draw, the
 change that measured faster on the CPU (bench/README.md has what else was tried). PyTorch is channels-first: images are fed as NCHW, kernels are
 (out, in, kh, kw), and flattening NCHW gives dense1 features in (c, h, w) order,
 so dense1's rows are permuted to and from the canonical (h, w, c) order.
+
+Precisions as PyTorch's automatic mixed precision recipe has them: the forward pass under
+``torch.autocast`` (bf16, fp16), the loss from the float32 logits outside it, float16 gradients
+through a ``torch.amp.GradScaler``; tf32 is cuBLAS's and cuDNN's ``allow_tf32``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ class UniformDropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        return x * ((torch.rand_like(x) >= self.p).to(x.dtype) * (1.0 / (1.0 - self.p)))
+        # Uniforms in float32 whatever x is: a bfloat16 uniform has 8 significant bits.
+        keep = torch.rand_like(x, dtype=torch.float32) >= self.p
+        return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))
 
 
 class Net(nn.Module):
@@ -100,13 +106,38 @@ def to_canonical(tensors: dict[str, torch.Tensor], recipe) -> weights.Weights:
     }
 
 
-def numerics(device: torch.device) -> dict:
-    """PyTorch's float32 settings as they stand: TF32 matters on CUDA only (cuBLAS and cuDNN)."""
+def numerics(device: torch.device, compute_dtype: str = "float32") -> dict:
+    """PyTorch's settings as they stand: TF32 matters on CUDA only (cuBLAS and cuDNN)."""
     cuda = device.type == "cuda"
     matmul_tf32, conv_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    return {"dtype": "float32", "tf32": cuda and bool(matmul_tf32 or conv_tf32),
+    return {"dtype": "float32", "compute_dtype": compute_dtype, "tf32": cuda and bool(matmul_tf32 or conv_tf32),
             "matmul_precision": torch.get_float32_matmul_precision(),
             "allow_tf32": {"cuda_matmul": bool(matmul_tf32), "cudnn": bool(conv_tf32)} if cuda else None}
+
+
+def use_tf32(device: torch.device, on: bool) -> None:
+    """TF32 on CUDA only where the precision asks for it: fp32 is fair float32 (no TF32)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = on
+        torch.backends.cudnn.allow_tf32 = on
+
+
+class MixedPrecision:
+    """One precision, applied PyTorch's way: ``autocast()`` around the forward pass, ``scaler`` for float16."""
+
+    def __init__(self, device: torch.device, precision) -> None:
+        self.device = device
+        self.dtype = getattr(torch, precision.compute_dtype)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision.loss_scaling)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    def compute_dtype(self, conv: nn.Conv2d) -> str:
+        """What a convolution computes in under :meth:`autocast`, read back from PyTorch."""
+        with torch.no_grad(), self.autocast():
+            out = conv(torch.zeros(1, conv.in_channels, 3, 3, device=self.device))
+        return str(out.dtype).removeprefix("torch.")
 
 
 def images(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -122,20 +153,20 @@ def labels(y: np.ndarray, device: torch.device) -> torch.Tensor:
 class TorchBackend(Backend):
     name = SPEC.name  # the spec is the one place these are written
     modes = SPEC.modes
+    precisions = SPEC.precisions
 
     def _build(self) -> None:
         if self.threads:
             torch.set_num_threads(self.threads)
         self._device = _torch_device(self.device)
-        if self._device.type == "cuda":
-            # Fair numerics: fp32 matmuls and convolutions, not TF32.
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
+        use_tf32(self._device, self.precision.tf32)
         torch.manual_seed(self.seed)
         r = self.recipe
         dropout = UniformDropout if self.mode == "tuned" else nn.Dropout
         self.model = Net(r.conv1_filters, r.conv2_filters, r.hidden, r.dropout1, r.dropout2, dropout).to(self._device)
         self._forward = torch.compile(self.model) if self.mode == "compiled" else self.model
+        self._mixed = MixedPrecision(self._device, self.precision)
+        self._compute_dtype = self._mixed.compute_dtype(self.model.conv1)
         self._new_optimizer()
 
     def _new_optimizer(self) -> None:
@@ -159,30 +190,45 @@ class TorchBackend(Backend):
     def _labels(self, y: np.ndarray) -> torch.Tensor:
         return labels(y, self._device)
 
+    def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss in float32, from the forward pass in the run's precision."""
+        with self._mixed.autocast():
+            logits = self._forward(images)
+        return F.cross_entropy(logits.float(), labels)
+
     def train_chunk(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         self.model.train()
         images, labels = self._images(x), self._labels(y)
+        scaler = self._mixed.scaler
         losses = []
         for xb, yb in zip(images, labels):
             self.optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(self._forward(xb), yb)
-            loss.backward()
-            self.optimizer.step()
+            loss = self._loss(xb, yb)
+            if scaler.is_enabled():
+                scaler.scale(loss).backward()
+                scaler.step(self.optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
             losses.append(loss.detach())
         return torch.stack(losses).cpu().numpy()
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, weights.Weights]:
         self.model.eval()
         self.model.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self._forward(self._images(x)), self._labels(y))
-        loss.backward()
-        grads = {name: p.grad for name, p in self.model.named_parameters()}
+        loss = self._loss(self._images(x), self._labels(y))
+        scale = self._mixed.scaler.get_scale() if self._mixed.scaler.is_enabled() else 1.0
+        (loss * scale).backward()
+        grads = {name: p.grad / scale for name, p in self.model.named_parameters()}
         return float(loss.item()), self._to_canonical(grads)
 
     @torch.no_grad()
     def _logits(self, x: np.ndarray) -> np.ndarray:
         self.model.eval()
-        return self._forward(self._images(x)).cpu().numpy()
+        with self._mixed.autocast():
+            logits = self._forward(self._images(x))
+        return logits.float().cpu().numpy()
 
     def versions(self) -> dict[str, str]:
         return {"torch": torch.__version__, "cuda": torch.version.cuda or "", "cudnn": str(torch.backends.cudnn.version() or "")}
@@ -193,7 +239,7 @@ class TorchBackend(Backend):
         return {"kind": "cpu", "name": "cpu", "count": 1, "threads": torch.get_num_threads()}
 
     def numerics(self) -> dict:
-        return numerics(self._device)
+        return numerics(self._device, self._compute_dtype)
 
     def peak_device_memory(self) -> int | None:
         return int(torch.cuda.max_memory_allocated(self._device)) if self._device.type == "cuda" else None

@@ -11,6 +11,7 @@ SPEC = ImplementationSpec(
     modes=("eager", "compiled", "tuned"),
     default_mode="eager",
     fastest_mode="tuned",
+    precisions=("fp32", "bf16", "fp16", "tf32"),  # torch.autocast, GradScaler for fp16, allow_tf32
     requires=("torch",),
     install="pip install -c constraints.txt -e '.[torch]'",
     data_parallel="ddp:TorchDDPBackend",  # torch.distributed DDP, one process per device
