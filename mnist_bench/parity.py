@@ -57,21 +57,23 @@ class ParityResult:
         return oracle.error_table(self.checks)
 
 
-def _labels(name: str, modes: Sequence[str] | None):
+def _labels(name: str, modes: Sequence[str] | None, precisions: Sequence[str] = ("fp32",)):
     from mnist_bench.bench.checks.parity import ProbeConfig
     from mnist_bench.common import registry
 
     chosen = registry.modes(name) if modes is None else tuple(modes)
-    return [ProbeConfig(name, mode) for mode in chosen]
+    return [ProbeConfig(name, mode, precision) for mode in chosen for precision in precisions]
 
 
 def numerical(candidate: str, against: Sequence[str] = ("torch",), *, modes: Sequence[str] | None = None,
               data_dir: str | None = None, work: str | Path | None = None, threads: int = 2,
-              device: str = "cpu") -> ParityResult:
+              device: str = "cpu", precisions: Sequence[str] = ("fp32",)) -> ParityResult:
     """Numerical parity of ``candidate`` (every mode, or ``modes``) with ``against`` (their default modes) and float64.
 
     ``data_dir``: the MNIST IDX files (default: ``MNIST_BENCH_DATA``, then the download cache). On the
     CPU the probes run side by side, one single-thread process per CPU (``threads`` is then not used).
+    ``precisions``: below fp32 (e.g. ``("fp32", "bf16")``) the candidate is also judged against float64
+    in each, as close as that precision allows (README, "Parity"); ``against`` is compared in fp32.
     """
     from mnist_bench.bench.checks import parity
     from mnist_bench.common import registry
@@ -80,7 +82,8 @@ def numerical(candidate: str, against: Sequence[str] = ("torch",), *, modes: Seq
     for name in (candidate, *against):
         if not registry.is_available(name):
             raise registry.BackendNotInstalled(registry.not_installed_message(name))
-    configs = _labels(candidate, modes) + [parity.ProbeConfig(b, registry.default_mode(b)) for b in against]
+    configs = _labels(candidate, modes, precisions)
+    configs += [parity.ProbeConfig(b, registry.default_mode(b)) for b in against]
     configs = list(dict.fromkeys(configs))
     with tempfile.TemporaryDirectory(prefix="mnist-parity-") as tmp:
         checks = parity.check(configs, data_dir, Path(work or tmp), threads, device, side_by_side=device == "cpu")

@@ -128,7 +128,8 @@ def test_torch_float32_agrees_with_the_float64_oracle(mnist, batch, oracle_numbe
 
 def test_float32_mode_agrees_with_float64_mode(mnist, batch, oracle_numbers):
     backend = NumpyBackend(NO_DROPOUT, mode="float32", seed=0)
-    assert backend.numerics() == {"dtype": "float32", "tf32": False, "matmul_precision": "highest"}
+    assert backend.numerics() == {"dtype": "float32", "compute_dtype": "float32", "tf32": False,
+                                  "matmul_precision": "highest"}
     numbers = (backend.logits(mnist.test_x[:256]), *backend.loss_and_grads(*batch))
     _assert_close_to_oracle(numbers, oracle_numbers, np.float32)
     # ... and it really is float32: the difference is float32 rounding, not zero.
@@ -191,7 +192,8 @@ def test_rejects_devices_other_than_the_cpu():
     assert backend.device_info()["kind"] == "cpu"
     assert backend.peak_device_memory() is None
     assert backend.versions() == {"numpy": np.__version__}
-    assert backend.numerics() == {"dtype": "float64", "tf32": False, "matmul_precision": "highest"}
+    assert backend.numerics() == {"dtype": "float64", "compute_dtype": "float64", "tf32": False,
+                                  "matmul_precision": "highest"}
 
 
 # --- (4) one SGD step by hand --------------------------------------------------------------------

@@ -49,11 +49,54 @@ would make the rule matter; it is fixed to the frameworks' rule rather than left
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
+
+
+def round_mantissa(x: np.ndarray, bits: int) -> np.ndarray:
+    """float32 values rounded to ``bits`` mantissa bits, to nearest, ties to even, as float32.
+
+    With float32's 8-bit exponent kept, 7 bits is exactly bfloat16 and 10 bits exactly TF32:
+    adding half a unit of the last kept place (less one, plus the kept place's own lowest bit,
+    for ties to even) to the bit pattern carries into the exponent when it must, as rounding does.
+    """
+    drop = 23 - bits
+    pattern = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    half = np.uint32((1 << (drop - 1)) - 1) + ((pattern >> np.uint32(drop)) & np.uint32(1))
+    return ((pattern + half) & np.uint32(~((1 << drop) - 1) & 0xFFFFFFFF)).view(np.float32)
+
+
+def _same(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+class Rounding(NamedTuple):
+    """Where a reduced-precision computation rounds, emulated in float32 arithmetic.
+
+    ``operands`` rounds what enters a convolution or matmul (inputs, kernel, bias; in the backward
+    pass the incoming gradient too); ``results`` rounds what leaves one, and the gradient that flows
+    back into a reduced-precision result. Products accumulate in float32 in between, as the frameworks'
+    bfloat16 and float16 kernels do. That is where ``torch.autocast``, Keras's mixed policies and Flax's
+    ``dtype`` round (they differ only in whether a bias is added before or after the result is rounded);
+    the loss is computed in float32 from the float32 upcast of the logits.
+    """
+
+    operands: Callable[[np.ndarray], np.ndarray] = _same
+    results: Callable[[np.ndarray], np.ndarray] = _same
+
+
+EXACT = Rounding()
+ROUNDINGS = {
+    "fp32": EXACT,
+    "bf16": Rounding(lambda x: round_mantissa(x, 7), lambda x: round_mantissa(x, 7)),
+    "fp16": Rounding(lambda x: x.astype(np.float16).astype(np.float32),  # float16's range too: numpy has the type
+                     lambda x: x.astype(np.float16).astype(np.float32)),
+    # TF32 tensor cores round the operands only: the products accumulate and are stored in float32.
+    "tf32": Rounding(lambda x: round_mantissa(x, 10), _same),
+}
 
 
 class Cache(NamedTuple):
@@ -86,17 +129,19 @@ def conv3x3(patches: np.ndarray, kernel: np.ndarray, bias: np.ndarray, out_hw: t
     return out.reshape(-1, *out_hw, kernel.shape[-1])
 
 
-def conv3x3_backward(patches: np.ndarray, kernel: np.ndarray, dz: np.ndarray,
-                     need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+def conv3x3_backward(patches: np.ndarray, kernel: np.ndarray, dz: np.ndarray, need_dx: bool = True,
+                     rounding: Rounding = EXACT) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv3x3` with respect to its input (B, H, W, Cin), kernel and bias.
 
-    The input gradient scatters each patch gradient back to the nine positions it was read from.
+    The input gradient scatters each patch gradient back to the nine positions it was read from, and is
+    rounded once, after the scatter: a convolution's input gradient is one reduced-precision result.
     """
+    ops, res = rounding
     b, oh, ow, cout = dz.shape
     cin = kernel.shape[2]
-    dz_flat = dz.reshape(-1, cout)
-    dkernel = (patches.T @ dz_flat).reshape(kernel.shape)
-    dbias = dz_flat.sum(axis=0)
+    dz_flat = ops(dz.reshape(-1, cout))
+    dkernel = res(patches.T @ dz_flat).reshape(kernel.shape)
+    dbias = res(dz_flat.sum(axis=0))
     if not need_dx:
         return None, dkernel, dbias
     dpatches = (dz_flat @ kernel.reshape(-1, cout).T).reshape(b, oh, ow, 9, cin)
@@ -104,7 +149,7 @@ def conv3x3_backward(patches: np.ndarray, kernel: np.ndarray, dz: np.ndarray,
     for i in range(3):
         for j in range(3):
             dx[:, i:i + oh, j:j + ow, :] += dpatches[:, :, :, 3 * i + j, :]
-    return dx, dkernel, dbias
+    return res(dx), dkernel, dbias
 
 
 def _windows(a: np.ndarray) -> np.ndarray:
@@ -140,23 +185,28 @@ def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], rate: float, 
 
 
 def forward(params: dict[str, np.ndarray], x: np.ndarray, rng: np.random.Generator | None = None,
-            rates: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, Cache]:
-    """Logits (B, 10) for images x (B, 28, 28); dropout only when ``rng`` is given."""
+            rates: tuple[float, float] = (0.0, 0.0), rounding: Rounding = EXACT) -> tuple[np.ndarray, Cache]:
+    """Logits (B, 10) for images x (B, 28, 28); dropout only when ``rng`` is given.
+
+    ``params`` are the operands as the layers see them (already rounded where ``rounding`` rounds them);
+    the returned logits are float32 (or the parameters' dtype), upcast from the rounded result.
+    """
     dtype = params["conv1/kernel"].dtype
     size = x.shape[-1]
-    patches1 = patches3x3(np.asarray(x, dtype=dtype)[..., None])
-    a1 = np.maximum(conv3x3(patches1, params["conv1/kernel"], params["conv1/bias"], (size - 2, size - 2)), 0)
-    patches2 = patches3x3(a1)
-    a2 = np.maximum(conv3x3(patches2, params["conv2/kernel"], params["conv2/bias"], (size - 4, size - 4)), 0)
+    ops, res = rounding
+    patches1 = patches3x3(ops(np.asarray(x, dtype=dtype))[..., None])
+    a1 = np.maximum(res(conv3x3(patches1, params["conv1/kernel"], params["conv1/bias"], (size - 2, size - 2))), 0)
+    patches2 = patches3x3(ops(a1))
+    a2 = np.maximum(res(conv3x3(patches2, params["conv2/kernel"], params["conv2/bias"], (size - 4, size - 4))), 0)
     pooled, choice = max_pool(a2)
     mask1 = dropout_mask(rng, pooled.shape, rates[0], dtype) if rng is not None else None
     if mask1 is not None:
-        pooled = pooled * mask1
-    flat = pooled.reshape(len(x), -1)  # (h, w, c) order, as the canonical dense1 rows
-    a3 = np.maximum(flat @ params["dense1/kernel"] + params["dense1/bias"], 0)
+        pooled = res(pooled * mask1)
+    flat = ops(pooled.reshape(len(x), -1))  # (h, w, c) order, as the canonical dense1 rows
+    a3 = np.maximum(res(flat @ params["dense1/kernel"] + params["dense1/bias"]), 0)
     mask2 = dropout_mask(rng, a3.shape, rates[1], dtype) if rng is not None else None
-    h = a3 * mask2 if mask2 is not None else a3
-    logits = h @ params["dense2/kernel"] + params["dense2/bias"]
+    h = ops(res(a3 * mask2) if mask2 is not None else a3)
+    logits = res(h @ params["dense2/kernel"] + params["dense2/bias"])
     return logits, Cache(patches1, a1, patches2, a2, choice, mask1, flat, a3, mask2, h)
 
 
@@ -170,26 +220,40 @@ def loss(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -log_softmax(logits)[np.arange(len(y)), y].mean()
 
 
-def backward(params: dict[str, np.ndarray], logits: np.ndarray, y: np.ndarray, cache: Cache) -> dict[str, np.ndarray]:
-    """Gradients of :func:`loss` with respect to every parameter, by canonical name."""
+def backward(params: dict[str, np.ndarray], logits: np.ndarray, y: np.ndarray, cache: Cache,
+             rounding: Rounding = EXACT) -> dict[str, np.ndarray]:
+    """Gradients of :func:`loss` with respect to every parameter, by canonical name.
+
+    With a ``rounding``, ``params`` are the rounded operands :func:`forward` used, and each gradient is
+    the rounded result its matmul gives (upcast to float32 exactly, as a float32 parameter receives it).
+    """
+    ops, res = rounding
     n = len(y)
-    dlogits = np.exp(log_softmax(logits))
+    dlogits = np.exp(log_softmax(logits))  # the float32 loss's gradient, then into the rounded logits
     dlogits[np.arange(n), y] -= 1
     dlogits /= n
-    g = {"dense2/kernel": cache.h.T @ dlogits, "dense2/bias": dlogits.sum(axis=0)}
-    dh = dlogits @ params["dense2/kernel"].T
-    da3 = dh * cache.mask2 if cache.mask2 is not None else dh
-    dz3 = da3 * (cache.a3 > 0)
-    g["dense1/kernel"] = cache.flat.T @ dz3
-    g["dense1/bias"] = dz3.sum(axis=0)
-    dpooled = (dz3 @ params["dense1/kernel"].T).reshape(cache.pool_choice.shape)
+    dlogits = ops(res(dlogits))
+    g = {"dense2/kernel": res(cache.h.T @ dlogits), "dense2/bias": res(dlogits.sum(axis=0))}
+    dh = res(dlogits @ params["dense2/kernel"].T)
+    da3 = res(dh * cache.mask2) if cache.mask2 is not None else dh
+    dz3 = ops(da3 * (cache.a3 > 0))
+    g["dense1/kernel"] = res(cache.flat.T @ dz3)
+    g["dense1/bias"] = res(dz3.sum(axis=0))
+    dpooled = res(dz3 @ params["dense1/kernel"].T).reshape(cache.pool_choice.shape)
     if cache.mask1 is not None:
-        dpooled = dpooled * cache.mask1
+        dpooled = res(dpooled * cache.mask1)
     dz2 = max_pool_backward(dpooled, cache.pool_choice) * (cache.a2 > 0)
-    da1, g["conv2/kernel"], g["conv2/bias"] = conv3x3_backward(cache.patches2, params["conv2/kernel"], dz2)
+    da1, g["conv2/kernel"], g["conv2/bias"] = conv3x3_backward(cache.patches2, params["conv2/kernel"], dz2,
+                                                               rounding=rounding)
     dz1 = da1 * (cache.a1 > 0)
-    _, g["conv1/kernel"], g["conv1/bias"] = conv3x3_backward(cache.patches1, params["conv1/kernel"], dz1, need_dx=False)
+    _, g["conv1/kernel"], g["conv1/bias"] = conv3x3_backward(cache.patches1, params["conv1/kernel"], dz1,
+                                                             need_dx=False, rounding=rounding)
     return g
+
+
+def rounded(params: dict[str, np.ndarray], rounding: Rounding) -> dict[str, np.ndarray]:
+    """The parameters as a reduced-precision layer reads them (float32 masters, rounded operands)."""
+    return {name: rounding.operands(p) for name, p in params.items()} if rounding is not EXACT else params
 
 
 def sgd_momentum(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], velocity: dict[str, np.ndarray],

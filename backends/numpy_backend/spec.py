@@ -10,6 +10,8 @@ SPEC = ImplementationSpec(
     # float64 is the oracle; float32 runs the same code in float32, to isolate float32 rounding.
     modes=("float64", "float32"),
     default_mode="float64",
+    # Below fp32, mode float32 emulates each precision's rounding: the reference for parity in that precision.
+    precisions=("fp32", "bf16", "fp16", "tf32"),
     requires=("numpy",),
     install="pip install -e .",
     devices=("cpu",),

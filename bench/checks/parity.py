@@ -34,6 +34,7 @@ import numpy as np
 
 from mnist_bench.bench.checks import oracle
 from mnist_bench.bench.checks.probe import COMPARED, difference, first_batches, initial_weights, parity_recipe
+from mnist_bench.common import precision as numeric
 from mnist_bench.common import registry
 
 TRAJECTORY_STEPS = 60
@@ -75,10 +76,16 @@ TOLERANCES: dict[str, Tolerance] = {
 class ProbeConfig:
     backend: str
     mode: str
+    precision: str = numeric.DEFAULT
 
     @property
     def label(self) -> str:
-        return f"{self.backend}-{self.mode}"
+        return f"{self.backend}-{self.mode}" + ("" if self.precision == numeric.DEFAULT else f"-{self.precision}")
+
+    @property
+    def token(self) -> str:
+        """How the probe process is told this config: ``mode`` or ``mode@precision``."""
+        return self.mode if self.precision == numeric.DEFAULT else f"{self.mode}@{self.precision}"
 
 
 def make_inputs(data_dir: str | None, path: Path, seed: int = 0) -> Path:
@@ -98,9 +105,15 @@ def probe(config: ProbeConfig, inputs: Path, out: Path, device: str = "cpu", mov
     """Phase 1, inside the backend's process: forward, gradients, trajectory (and test predictions for a mover)."""
     from mnist_bench.common.registry import load_backend
 
+    backend = load_backend(config.backend)(parity_recipe(), device=device, mode=config.mode, seed=0,
+                                           precision=config.precision)
+    probe_backend(backend, inputs, out, mover)
+
+
+def probe_backend(backend, inputs: Path, out: Path, mover: bool = True) -> None:
+    """:func:`probe` on a backend already built (with the parity recipe): what a test plants a fault in."""
     data = np.load(inputs, allow_pickle=False)
     init = _weights(data, "w/")
-    backend = load_backend(config.backend)(parity_recipe(), device=device, mode=config.mode, seed=0)
     backend.load_weights(init)
     exported = backend.export_weights()
     identity = max(float(np.max(np.abs(exported[k] - init[k]))) for k in init)
@@ -112,7 +125,7 @@ def probe(config: ProbeConfig, inputs: Path, out: Path, device: str = "cpu", mov
     # evaluation per mode (and more than the whole probe for the float64 oracle).
     predictions = backend.predict(data["test_x"]) if mover else np.zeros(0, np.int64)
     np.savez(out, logits=logits, loss=np.float64(loss), losses=losses, predictions=predictions,
-             export_identity=np.float64(identity),
+             export_identity=np.float64(identity), precision=np.str_(backend.precision.name),
              **{f"g/{k}": v for k, v in grads.items()}, **{f"final/{k}": v for k, v in final.items()})
 
 
@@ -186,7 +199,7 @@ def run_probes(configs: list[ProbeConfig], data_dir: str | None, work: Path, thr
     for c in configs:
         by_backend.setdefault(c.backend, []).append(c)
     # The oracle is NumPy on the host whatever device the others are probed on.
-    _run_all([(["probe", backend, ",".join(c.mode for c in group), str(inputs), str(work)],
+    _run_all([(["probe", backend, ",".join(c.token for c in group), str(inputs), str(work)],
                "cpu" if registry.spec(backend).oracle else device) for backend, group in by_backend.items()],
              threads, side_by_side)
 
@@ -207,16 +220,24 @@ def run_probes(configs: list[ProbeConfig], data_dir: str | None, work: Path, thr
 
 
 def with_oracle(configs: list[ProbeConfig]) -> list[ProbeConfig]:
-    """``configs`` plus the float64 oracle and its float32 reference (bench/checks/oracle.py), once each."""
-    extra = [ProbeConfig(oracle.ORACLE_BACKEND, "float64"), ProbeConfig(oracle.ORACLE_BACKEND, "float32")]
+    """``configs`` plus the float64 oracle and the reference in each precision probed (bench/checks/oracle.py),
+    once each."""
+    precisions = dict.fromkeys([numeric.DEFAULT, *(c.precision for c in configs)])
+    extra = [ProbeConfig(oracle.ORACLE_BACKEND, "float64"),
+             *(ProbeConfig(oracle.ORACLE_BACKEND, "float32", p) for p in precisions)]
     return list(dict.fromkeys([*configs, *extra]))
 
 
 def _defaults(configs: list[ProbeConfig]) -> dict[str, ProbeConfig]:
-    """Each implementation's probe in its default mode (or its first probed mode)."""
+    """Each implementation's fp32 probe in its default mode (or its first probed fp32 mode).
+
+    Below fp32 a probe is measured against the float64 oracle only: two bf16 runs agree no better than
+    bf16 allows, which the oracle's rule already bounds, so they are neither paired nor moved.
+    """
     by_backend: dict[str, list[ProbeConfig]] = {}
     for c in configs:
-        by_backend.setdefault(c.backend, []).append(c)
+        if c.precision == numeric.DEFAULT:
+            by_backend.setdefault(c.backend, []).append(c)
     return {b: next((c for c in group if c.mode == registry.default_mode(b)), group[0])
             for b, group in by_backend.items()}
 
@@ -250,7 +271,8 @@ def pairs_of(configs: list[ProbeConfig]) -> list[tuple[str, str]]:
     the others would not show.
     """
     defaults = _defaults(configs)
-    pairs = [(defaults[c.backend].label, c.label) for c in configs if c != defaults[c.backend]]
+    pairs = [(defaults[c.backend].label, c.label) for c in configs
+             if c.precision == numeric.DEFAULT and c != defaults[c.backend]]
     cross = [c.label for b, c in defaults.items() if not registry.spec(b).oracle]
     return pairs + list(itertools.combinations(cross, 2))
 
@@ -298,10 +320,17 @@ def failure_message(check: dict) -> str:
     """One failed check, as the tests and the pytest plug-in report it: what, who, how far, and why the bound."""
     name = check["check"]
     base = name.removesuffix("_vs_float64")
+    precision = check.get("precision", numeric.DEFAULT)
+    reference = "float32" if precision == numeric.DEFAULT else oracle.reference(precision)
+    if name == "precision_applied":
+        return (f"precision_applied {check['a']}: asked for {precision}, its logits are {check['max_abs_diff']:.3e} "
+                f"from float64, under {check['tolerance']:.3e} = {oracle.APPLIED_FRACTION:g} x the {reference} "
+                f"reference's {check['reference']:.3e}: it did not compute in {precision}")
     if name != base:
-        floor = oracle.FLOORS[base]
+        rule = oracle.rule(precision)
+        floor = rule.floors[base]
         return (f"{name} {check['a']}: error against float64 {check['max_abs_diff']:.3e} exceeds "
-                f"{check['tolerance']:.3e} = {oracle.MULTIPLE:g} x the float32 reference's error "
+                f"{check['tolerance']:.3e} = {rule.multiple:g} x the {reference} reference's error "
                 f"{check['reference']:.3e} + floor {floor.value:.1e} ({floor.why})")
     tol = TOLERANCES[name]
     return (f"{name} {check['a']} vs {check['b']}: difference {check['max_abs_diff']:.3e} "
@@ -314,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_bench.bench.checks.parity")
     parser.add_argument("phase", choices=("probe", "evaluate"))
     parser.add_argument("backend")
-    parser.add_argument("modes", help="comma-separated (probe) or one mode (evaluate)")
+    parser.add_argument("modes", help="comma-separated, each mode or mode@precision (probe); one mode (evaluate)")
     parser.add_argument("inputs", type=Path)
     parser.add_argument("work", type=Path, help="folder for the outputs")
     parser.add_argument("weights", nargs="*", type=Path)
@@ -328,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.cpu})  # configure_process then pins to the first --threads CPUs of this one
     configure_process(args.threads, args.device, args.backend)  # its spec's env (KERAS_BACKEND) before any import
     if args.phase == "probe":
-        configs = [ProbeConfig(args.backend, mode) for mode in args.modes.split(",")]
+        configs = [ProbeConfig(args.backend, *token.split("@")) for token in args.modes.split(",")]
         movers = movers_of(configs)
         for config in configs:
             probe(config, args.inputs, args.work / f"{config.label}.npz", args.device, mover=config in movers)
