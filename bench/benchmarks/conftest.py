@@ -16,6 +16,7 @@ import pytest
 
 from mnist_bench.bench.benchmarks import suite
 from mnist_bench.bench.benchmarks.keys import OUTCOMES, PEAKS, SETTINGS, THREADS
+from mnist_bench.common import precision as numeric
 from mnist_bench.common import registry
 
 
@@ -24,6 +25,8 @@ def pytest_addoption(parser):
     group.addoption("--mnist-backend", help=f"the backend to benchmark: {', '.join(registry.names())} (required)")
     group.addoption("--mnist-modes", default="all", help="'all' (default), 'default' or comma-separated mode names")
     group.addoption("--mnist-device", default="cpu", choices=registry.DEVICES, help="device kind (default cpu)")
+    group.addoption("--mnist-precisions", default=numeric.DEFAULT,
+                    help="comma-separated precisions (default fp32): fp32, bf16, fp16, tf32 (README, Precision)")
     group.addoption("--mnist-batch-sizes", default=",".join(map(str, suite.DEFAULT_BATCH_SIZES)),
                     help="comma-separated batch sizes (default 64,512)")
     group.addoption("--mnist-rounds", type=int, default=suite.DEFAULT_ROUNDS, help="timed rounds (default 10)")
@@ -52,6 +55,9 @@ def _settings(config) -> suite.Settings:
         suite.check_backend(backend)
         modes = suite.select_modes(backend, option("--mnist-modes"))
         batch_sizes = suite.parse_batch_sizes(option("--mnist-batch-sizes"))
+        precisions = tuple(dict.fromkeys(part.strip() for part in option("--mnist-precisions").split(",")
+                                         if part.strip()))
+        suite.check_precisions(backend, precisions or ("",), option("--mnist-device"))
     except suite.SuiteError as exc:
         raise pytest.UsageError(str(exc)) from None
     for name in ("--mnist-rounds", "--mnist-threads"):
@@ -72,7 +78,7 @@ def _settings(config) -> suite.Settings:
         chunk_steps=option("--mnist-chunk-steps"), threads=option("--mnist-threads"),
         data_dir=option("--mnist-data-dir"), peak_file=option("--mnist-peak-file"),
         peak_probe=not option("--mnist-no-peak-probe"), allow_known_broken=option("--mnist-allow-known-broken"),
-        quiet_wait=quiet_wait,
+        quiet_wait=quiet_wait, precisions=precisions,
     )
 
 
@@ -93,7 +99,12 @@ def pytest_generate_tests(metafunc):
     if "mode" in metafunc.fixturenames:
         metafunc.parametrize("mode", settings.modes, ids=[f"{settings.backend}-{mode}" for mode in settings.modes])
     if "batch_size" in metafunc.fixturenames:
-        metafunc.parametrize("batch_size", settings.batch_sizes, ids=[f"b{size}" for size in settings.batch_sizes])
+        # fp32 keeps the ids it had before precisions existed (torch-eager-b64), so --compare still matches
+        # saved runs; another precision is named (torch-eager-b64-bf16).
+        cases = [(size, precision) for size in settings.batch_sizes for precision in settings.precisions]
+        metafunc.parametrize("batch_size,precision", cases,
+                             ids=[f"b{size}" + ("" if precision == numeric.DEFAULT else f"-{precision}")
+                                  for size, precision in cases])
 
 
 class _OutcomeRecorder:
@@ -121,6 +132,7 @@ def _mnist_bench_block(config) -> dict:
         "device": settings.device,
         "modes": list(settings.modes),
         "batch_sizes": list(settings.batch_sizes),
+        "precisions": list(settings.precisions),
         "rounds": settings.rounds,
         "warmup_rounds": settings.warmup_rounds,
         "threads": config.stash[THREADS],
@@ -200,21 +212,27 @@ def framework_peaks(request, settings, backend_cls) -> dict:
 
 @pytest.fixture(scope="session")
 def backends(settings, backend_cls):
-    """One backend per (mode, batch size), built once and shared by its train and eval benchmarks."""
+    """One backend per (mode, batch size, precision), built once and shared by its train and eval benchmarks.
+
+    Each is checked as a harness worker checks it: the framework must report computing in the precision.
+    """
     from mnist_bench.bench.run.process_setup import resolve_device
 
     built = {}
 
-    def get(mode: str, batch_size: int):
-        if (mode, batch_size) not in built:
+    def get(mode: str, batch_size: int, precision: str = numeric.DEFAULT):
+        key = (mode, batch_size, precision)
+        if key not in built:
             recipe = suite.recipe_for(batch_size)
             device = resolve_device(backend_cls, recipe, settings.device, mode)
             reason = suite.known_broken(settings.backend, mode, device)
             if reason and not settings.allow_known_broken:
-                built[(mode, batch_size)] = (None, device, reason)
+                built[key] = (None, device, reason)
             else:
-                backend = backend_cls(recipe, device=device, mode=mode, seed=0, threads=settings.threads)
-                built[(mode, batch_size)] = (backend, device, reason)
-        return built[(mode, batch_size)]
+                backend = backend_cls(recipe, device=device, mode=mode, seed=0, threads=settings.threads,
+                                      precision=precision)
+                numeric.check_applied(precision, backend.numerics())
+                built[key] = (backend, device, reason)
+        return built[key]
 
     return get

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from mnist_bench.bench.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from mnist_bench.bench import options
-from mnist_bench.bench.benchmarks import suite, summary
+from mnist_bench.bench.benchmarks import suite, summary, sweep
 from mnist_bench.bench.run import peak_probe, process
 from mnist_bench.common import contention, registry
 
@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_backends(parser)
     options.add_modes(parser, "all")
     options.add_device(parser, "cpu")
-    parser.add_argument("--batch-sizes", help="comma-separated (default 64,512)")
+    parser.add_argument("--batch-sizes", help="comma-separated (default 64,512); e.g. 64,128,256,512,1024 for the "
+                                              "batch sweep, whose plot summary.md shows")
+    options.add_precision(parser, help="comma-separated precisions (default fp32); e.g. fp32,bf16: each benchmark "
+                                       "in each, side by side, and summary.md gives bf16 over fp32 per backend")
     parser.add_argument("--rounds", type=int, help=f"timed rounds per benchmark (default {suite.DEFAULT_ROUNDS})")
     parser.add_argument("--warmup-rounds", type=int,
                         help=f"untimed rounds first (default {suite.DEFAULT_WARMUP_ROUNDS})")
@@ -113,7 +116,8 @@ def pytest_command(backend: str, args, resolved: dict, json_path: Path, peak_fil
            "--mnist-backend", backend, "--mnist-modes", args.modes, "--mnist-device", args.device,
            "--mnist-batch-sizes", resolved["batch_sizes"], "--mnist-rounds", str(resolved["rounds"]),
            "--mnist-warmup-rounds", str(resolved["warmup_rounds"]), "--mnist-chunk-steps", str(resolved["chunk_steps"]),
-           "--mnist-threads", str(args.threads), f"--benchmark-json={json_path}"]
+           "--mnist-threads", str(args.threads), "--mnist-precisions", ",".join(args.precision),
+           f"--benchmark-json={json_path}"]
     if args.data_dir:
         cmd += ["--mnist-data-dir", args.data_dir]
     if peak_file is not None:
@@ -149,6 +153,8 @@ def _check(args, resolved: dict) -> dict[str, tuple[str, ...]]:
     if problems:
         raise suite.SuiteError("\n".join(problems) + "\n(or leave it out with --backends)")
     modes = {name: suite.select_modes(name, args.modes) for name in names}
+    for name in names:
+        suite.check_precisions(name, tuple(args.precision), args.device)
     suite.parse_batch_sizes(resolved["batch_sizes"])
     if resolved["rounds"] < 1 or resolved["warmup_rounds"] < 0 or resolved["chunk_steps"] < 0 or args.threads < 1:
         raise suite.SuiteError("--rounds and --threads must be at least 1; --warmup-rounds and --chunk-steps 0 or more")
@@ -271,7 +277,13 @@ def run(args, extra: list[str]) -> int:
                   "contention in the table", flush=True)
         if not _run_backend(backend, number, args, resolved, out, peak_file, extra, quiet_wait):
             failed.append(backend)
-    if summary.load_passes(out):
+    passes = summary.load_passes(out)
+    if passes:
+        try:
+            sweep.plot(summary.tagged_infos(passes), out / sweep.PLOT_FILE)
+        except ImportError:  # matplotlib is the report extra's; the tables do not need it
+            print("batch-sweep plot skipped: matplotlib is not installed (pip install 'mnist-bench[report]')",
+                  file=sys.stderr)
         text = summary.table(out)
         command = shlex.join(["python", "-m", "mnist_bench.bench.benchmarks", *sys.argv[1:]])
         (out / summary.SUMMARY_FILE).write_text(f"# Benchmarks\n\n`{command}`\n\n{text}\n", encoding="utf-8")

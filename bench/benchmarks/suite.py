@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 
 from mnist_bench.common import contention, flops, registry
+from mnist_bench.common import precision as numeric
 from mnist_bench.common.recipe import Recipe
 
 DEFAULT_BATCH_SIZES = (64, 512)
@@ -33,7 +34,7 @@ ROUND_SAMPLES = 1280
 STEP_KINDS = ("train", "eval")
 # Every benchmark's extra_info has these keys (the CI test checks them).
 EXTRA_INFO_KEYS = (
-    "backend", "mode", "device", "step", "batch_size", "steps_per_round", "samples_per_round", "rounds",
+    "backend", "mode", "precision", "device", "step", "batch_size", "steps_per_round", "samples_per_round", "rounds",
     "warmup_rounds", "samples_per_s", "samples_per_s_best", "flops_per_sample", "gflops", "peak_gflops",
     "peak_source", "fraction_of_peak", "framework_matmul_gflops", "versions", "threads", "device_info",
     "contention",
@@ -59,6 +60,7 @@ class Settings:
     peak_probe: bool
     allow_known_broken: bool
     quiet_wait: dict | None = None  # what the driver saw before starting this process; None when run by hand
+    precisions: tuple[str, ...] = (numeric.DEFAULT,)
 
 
 def check_backend(name: str) -> None:
@@ -79,6 +81,22 @@ def select_modes(backend: str, spec: str) -> tuple[str, ...]:
         raise SuiteError(str(exc)) from None
 
 
+def check_precisions(backend: str, precisions: tuple[str, ...], device: str) -> None:
+    """Raise :class:`SuiteError` for a precision the backend does not offer or the device cannot do."""
+    from mnist_bench.common import machine
+
+    for name in precisions:
+        try:
+            why = numeric.refusal(name, device, machine.cpu_flags())
+        except numeric.PrecisionRefused as exc:
+            raise SuiteError(str(exc)) from None
+        if why:
+            raise SuiteError(why)
+        if name not in registry.spec(backend).precisions:
+            raise SuiteError(f"{backend} does not train in {name} (its spec offers "
+                             f"{', '.join(registry.spec(backend).precisions)})")
+
+
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(",") if part.strip())
@@ -94,9 +112,10 @@ def steps_per_round(batch_size: int, chunk_steps: int = 0) -> int:
     return chunk_steps if chunk_steps > 0 else max(1, math.ceil(ROUND_SAMPLES / batch_size))
 
 
-def group_name(step: str, batch_size: int) -> str:
-    """pytest-benchmark group: one per (step kind, batch size), so backends sit side by side."""
-    return f"{step} step, batch {batch_size}"
+def group_name(step: str, batch_size: int, precision: str = numeric.DEFAULT) -> str:
+    """pytest-benchmark group: one per (step kind, batch size, precision), so backends sit side by side and a
+    bf16 figure is never ranked among fp32 ones."""
+    return f"{step} step, batch {batch_size}" + ("" if precision == numeric.DEFAULT else f", {precision}")
 
 
 def recipe_for(batch_size: int) -> Recipe:

@@ -15,7 +15,8 @@ import statistics
 from pathlib import Path
 
 from mnist_bench.bench.results import formatting, stats
-from mnist_bench.bench.benchmarks import suite
+from mnist_bench.bench.benchmarks import suite, sweep
+from mnist_bench.common import precision as numeric
 from mnist_bench.common import registry
 
 PEAK_FILE = "peak.json"
@@ -61,20 +62,31 @@ def contention_mark(block: dict | None) -> str:
     return ""
 
 
-def _groups(documents) -> dict[tuple[str, int], list[dict]]:
-    groups: dict[tuple[str, int], list[dict]] = {}
+def _groups(documents) -> dict[tuple[str, int, str], list[dict]]:
+    """Benchmarks by (step, batch size, precision): a bf16 figure is never ranked among fp32 ones."""
+    groups: dict[tuple[str, int, str], list[dict]] = {}
     for document in documents:
         for bench in document.get("benchmarks", []):
             info = bench.get("extra_info") or {}
-            groups.setdefault((info.get("step", "?"), info.get("batch_size", 0)), []).append(info)
+            key = (info.get("step", "?"), info.get("batch_size", 0), info.get("precision", numeric.DEFAULT))
+            groups.setdefault(key, []).append(info)
     order = {step: index for index, step in enumerate(suite.STEP_KINDS)}
-    return dict(sorted(groups.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1])))
+    ranks = {name: index for index, name in enumerate(numeric.NAMES)}
+    return dict(sorted(groups.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1],
+                                                         ranks.get(item[0][2], 9))))
+
+
+def tagged_infos(passes: dict[str, dict[int, dict]]) -> list[dict]:
+    """Every benchmark's ``extra_info`` in the run, with the pass it ran in as ``pass``."""
+    return [{**(bench.get("extra_info") or {}), "pass": number}
+            for by_pass in passes.values() for number, document in by_pass.items()
+            for bench in document.get("benchmarks", [])]
 
 
 def _single_pass_tables(documents: list[dict]) -> list[str]:
     lines = []
-    for (step, batch), rows in _groups(documents).items():
-        lines += [f"### {suite.group_name(step, batch)}", "",
+    for (step, batch, precision), rows in _groups(documents).items():
+        lines += [f"### {suite.group_name(step, batch, precision)}", "",
                   "| backend | mode | device | samples/s (median) | samples/s (best) | GFLOP/s | % of peak | peak source |",
                   "|---|---|---|---:|---:|---:|---:|---|"]
         for info in sorted(rows, key=lambda row: -(row.get("samples_per_s") or 0)):
@@ -94,7 +106,7 @@ def _pass_tables(passes: dict[str, dict[int, dict]]) -> list[str]:
     tagged = [{**document, "benchmarks": [{**bench, "extra_info": {**bench.get("extra_info", {}), "pass": number}}
                                           for bench in document.get("benchmarks", [])]}
               for by_pass in passes.values() for number, document in by_pass.items()]
-    for (step, batch), infos in _groups(tagged).items():
+    for (step, batch, precision), infos in _groups(tagged).items():
         rows: dict[tuple[str, str], dict[int, dict]] = {}
         for info in infos:
             if info.get("samples_per_s"):
@@ -107,7 +119,7 @@ def _pass_tables(passes: dict[str, dict[int, dict]]) -> list[str]:
         geometric = {row: statistics.geometric_mean(info["samples_per_s"] for info in by_pass.values())
                      for row, by_pass in rows.items()}
         fastest = max(geometric, key=geometric.get)
-        lines += [f"### {suite.group_name(step, batch)}", "",
+        lines += [f"### {suite.group_name(step, batch, precision)}", "",
                   "| backend | mode | samples/s (median of passes) | each pass | fastest ÷ this (geometric mean, paired 95 % interval) "
                   "| % of peak (median) | contended passes |",
                   "|---|---|---:|---|---|---:|---|"]
@@ -179,4 +191,8 @@ def table(run_dir: Path) -> str:
         lines += _pass_tables(passes)
     else:
         lines += _single_pass_tables([document for by_pass in passes.values() for document in by_pass.values()])
+    infos = tagged_infos(passes)
+    lines += sweep.precision_lines(infos) + sweep.scaling_lines(infos)
+    if (Path(run_dir) / sweep.PLOT_FILE).is_file():
+        lines += [f"![samples/s against batch size]({sweep.PLOT_FILE})", ""]
     return "\n".join(lines + _machine_table(passes) + _untimed(passes))

@@ -44,9 +44,9 @@ def _eval_rounds(arrays, images: int):
         start += images
 
 
-def _benchmark_step(step, mode, batch_size, benchmark, request, settings, backends, arrays, cpu_peak,
+def _benchmark_step(step, mode, batch_size, precision, benchmark, request, settings, backends, arrays, cpu_peak,
                     framework_peaks):
-    backend, device, broken = backends(mode, batch_size)
+    backend, device, broken = backends(mode, batch_size, precision)
     if backend is None:
         pytest.skip(f"known broken: {settings.backend}/{mode} on {device}: {broken} "
                     "(time it anyway with --mnist-allow-known-broken)")
@@ -56,7 +56,7 @@ def _benchmark_step(step, mode, batch_size, benchmark, request, settings, backen
     else:
         target, rounds = backend.logits, _eval_rounds(arrays, steps * batch_size)
     device_peak = framework_peaks(device)  # measured before the clock runs, once per session
-    benchmark.group = suite.group_name(step, batch_size)
+    benchmark.group = suite.group_name(step, batch_size, precision)
     # Other processes on our CPUs slow the rounds down: measure them over exactly these rounds.
     # The parent is the driver when there is one; its CPU time is reported apart from other work.
     watch = suite.TimedRoundsMonitor(lambda: next(rounds), settings.warmup_rounds,
@@ -80,6 +80,7 @@ def _benchmark_step(step, mode, batch_size, benchmark, request, settings, backen
     benchmark.extra_info.update({
         "backend": settings.backend,
         "mode": mode,
+        "precision": precision,
         "device": device,
         "step": step,
         "batch_size": batch_size,
@@ -104,13 +105,15 @@ def _benchmark_step(step, mode, batch_size, benchmark, request, settings, backen
         benchmark.extra_info["known_broken"] = broken
 
 
-def test_train_step(mode, batch_size, benchmark, request, settings, backends, arrays, cpu_peak, framework_peaks):
+def test_train_step(mode, batch_size, precision, benchmark, request, settings, backends, arrays, cpu_peak,
+                    framework_peaks):
     """``Backend.train_chunk``: k SGD steps (forward, backward, update) on real training batches."""
-    _benchmark_step("train", mode, batch_size, benchmark, request, settings, backends, arrays, cpu_peak,
+    _benchmark_step("train", mode, batch_size, precision, benchmark, request, settings, backends, arrays, cpu_peak,
                     framework_peaks)
 
 
-def test_eval_step(mode, batch_size, benchmark, request, settings, backends, arrays, cpu_peak, framework_peaks):
+def test_eval_step(mode, batch_size, precision, benchmark, request, settings, backends, arrays, cpu_peak,
+                   framework_peaks):
     """``Backend.logits``: inference on k real test batches, dropout off."""
-    _benchmark_step("eval", mode, batch_size, benchmark, request, settings, backends, arrays, cpu_peak,
+    _benchmark_step("eval", mode, batch_size, precision, benchmark, request, settings, backends, arrays, cpu_peak,
                     framework_peaks)

@@ -17,7 +17,7 @@ from mnist_bench.bench.results.report.measures import throughput
 MISSING_MATPLOTLIB = "plots skipped: matplotlib is not installed (pip install 'mnist-bench[report]')"
 
 
-def _new_figure(width: float, height: float):
+def new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
 
@@ -26,7 +26,7 @@ def _new_figure(width: float, height: float):
     return figure
 
 
-def _png(figure) -> bytes:
+def png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     return buffer.getvalue()
@@ -43,7 +43,7 @@ def throughput_figure(groups: dict[GroupKey, list[dict]], label: GroupLabeller, 
     measured = [(key, value) for key, runs in groups.items() if (value := throughput(runs)) is not None]
     if not measured:
         return None
-    figure = _new_figure(7.5, 0.5 * len(measured) + 1.4)
+    figure = new_figure(7.5, 0.5 * len(measured) + 1.4)
     axes = figure.add_subplot()
     positions = range(len(measured))
     medians = [value.median for _, value in measured]
@@ -54,7 +54,7 @@ def throughput_figure(groups: dict[GroupKey, list[dict]], label: GroupLabeller, 
     axes.set_xlabel("training samples/s, steady state")
     axes.set_title("Training throughput (median; whiskers: min–max of runs, or IQR of a single run)", fontsize=10)
     axes.grid(axis="x", alpha=0.3)
-    return Figure("throughput", "Steady-state training throughput per group.", _png(figure))
+    return Figure("throughput", "Steady-state training throughput per group.", png(figure))
 
 
 def _mean_by_epoch(runs: list[dict], value: Callable[[list[dict]], list[float]]) -> tuple[list[int], list[float]]:
@@ -88,9 +88,9 @@ def epoch_figures(groups: dict[GroupKey, list[dict]], label: GroupLabeller, colo
     with_epochs = {key: runs for key, runs in groups.items() if any(run.get("epochs") for run in finished(runs))}
     if not with_epochs:
         return []
-    per_epoch = _new_figure(11, 4)
+    per_epoch = new_figure(11, 4)
     accuracy_axes, loss_axes = per_epoch.subplots(1, 2)
-    timeline = _new_figure(7.5, 4)
+    timeline = new_figure(7.5, 4)
     timeline_axes = timeline.add_subplot()
     for key, runs in with_epochs.items():
         style = {"color": colours[key], "marker": "o", "label": label(key)}
@@ -111,12 +111,12 @@ def epoch_figures(groups: dict[GroupKey, list[dict]], label: GroupLabeller, colo
         axes.legend(fontsize=8)
         axes.xaxis.get_major_locator().set_params(integer=axes is not timeline_axes)
     return [
-        Figure("epochs", "Test accuracy and training loss per epoch, averaged over seeds.", _png(per_epoch)),
+        Figure("epochs", "Test accuracy and training loss per epoch, averaged over seeds.", png(per_epoch)),
         Figure(
             "wall_clock",
             "Test accuracy against elapsed wall-clock time "
             "(epochs[].elapsed_s, else the running sum of epochs[].wall_s).",
-            _png(timeline),
+            png(timeline),
         ),
     ]
 
@@ -146,7 +146,7 @@ def confusion_figure(records: list[dict]) -> Figure | None:
     summed, counts = _summed_confusions(records)
     if not summed:
         return None
-    figure = _new_figure(4.6 * len(summed), 4.6)
+    figure = new_figure(4.6 * len(summed), 4.6)
     for axes, (backend, matrix) in zip(np.atleast_1d(figure.subplots(1, len(summed))), sorted(summed.items())):
         recall = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
         axes.imshow(recall, cmap="Blues", vmin=0, vmax=1)
@@ -162,7 +162,7 @@ def confusion_figure(records: list[dict]) -> Figure | None:
         "confusion",
         "Test-set confusion matrices per backend, summed over every finished run (all modes, devices and seeds); "
         "colour is the row-normalised rate, numbers are counts.",
-        _png(figure),
+        png(figure),
     )
 
 
