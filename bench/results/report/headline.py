@@ -10,6 +10,7 @@ from mnist_bench.bench.results.formatting import number, percent, points
 from mnist_bench.bench.results.grouping import GroupKey, GroupLabeller, finished
 from mnist_bench.bench.results.report.document import Block, Paragraph
 from mnist_bench.bench.results.report.layers import layer_cost_paragraphs
+from mnist_bench.bench.results.report.precisions import precision_paragraphs
 from mnist_bench.bench.results.report.measures import AccuracyParity, final_accuracies, speed_ratio, throughput
 from mnist_bench.bench.results.stats import CONFIDENCE
 
@@ -122,6 +123,7 @@ def headline_blocks(groups: dict[GroupKey, list[dict]], label: GroupLabeller, pa
     unrecorded = unrecorded_paragraph(manifests or {}, records)
     blocks: list[Block] = [
         *layer_cost_paragraphs(groups, label),
+        *precision_paragraphs(groups, label),
         Paragraph(f"{speed_sentence(groups, label)}; {accuracy_sentence(groups, label, parity_pairs, margin)}.",
                   strong=True),
         *([unrecorded] if unrecorded else []),
