@@ -40,6 +40,11 @@ class Precision:
     def __post_init__(self) -> None:
         object.__setattr__(self, "refused_on", MappingProxyType(dict(self.refused_on)))
 
+    @property
+    def keras_policy(self) -> str:
+        """The Keras dtype policy that computes in this precision (float32 variables either way)."""
+        return "float32" if self.compute_dtype == "float32" else f"mixed_{self.compute_dtype}"
+
 
 _TF32_ONLY_NVIDIA = "TF32 is a format of NVIDIA tensor cores (Ampere and later); there is none on a {device}"
 PRECISIONS: dict[str, Precision] = {

@@ -114,8 +114,7 @@ class KerasModelBackend(Backend, EpochTrainer):
         keras.utils.set_random_seed(self.seed)  # Keras's own initialisers and dropout masks
         self._place()
         # Global in Keras, so set every time (another backend in this process may have set another one).
-        compute = self.precision.compute_dtype
-        keras.config.set_dtype_policy("float32" if compute == "float32" else f"mixed_{compute}")
+        keras.config.set_dtype_policy(self.precision.keras_policy)
         with self._scope():
             self.model = build_model(self.recipe)
             self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -115,8 +115,7 @@ class TensorFlowBackend(Backend):
         tf.config.experimental.enable_tensor_float_32_execution(self.precision.tf32)
         self._device = _tf_device(self.device)
         keras.utils.set_random_seed(self.seed)
-        compute = self.precision.compute_dtype  # a global Keras setting: set every time, float32 included
-        keras.config.set_dtype_policy("float32" if compute == "float32" else f"mixed_{compute}")
+        keras.config.set_dtype_policy(self.precision.keras_policy)  # global in Keras: set every time, float32 too
         with tf.device(self._device):
             self.model = build_model(self.recipe)
             self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
