@@ -51,7 +51,7 @@ class ImplementationSpec:
     requires: tuple[str, ...]  # import names that must be findable (checked with importlib.util.find_spec)
     install: str  # the command that installs what `requires` names
     description: str = ""
-    # The mode measured fastest on the reference CPU (results/reference-cpu), proven the same model as
+    # The mode measured fastest on the reference CPU (results/reference-cpu-2026-11-29), proven the same model as
     # default_mode by the parity tests; `--modes fastest` selects it. None: the default is the fastest.
     fastest_mode: str | None = None
     # A layer over another implementation (Keras over the framework it runs on, Flax NNX over Linen): the

@@ -63,7 +63,7 @@ def test_old_records_read_under_the_current_name_and_compare_with_new_ones(tmp_p
 def test_the_committed_reference_still_reads():
     from pathlib import Path
 
-    run_dir = Path(__file__).resolve().parent.parent / "results" / "reference-cpu"
+    run_dir = Path(__file__).resolve().parent.parent / "results" / "reference-cpu-2026-11-29"
     found = records.read_dirs([run_dir])
     assert {"flax-linen", "torch", "tensorflow"} <= {r["backend"] for r in found}
     assert all(r.get("backend_as_recorded", "jax") == "jax" for r in found if r["backend"] == "flax-linen")
