@@ -58,8 +58,8 @@ def _add_run(run: argparse.ArgumentParser) -> None:
                      help="data-parallel devices per host (default 1); several, e.g. 1,2, run each and the report "
                           "shows scaling efficiency. The recipe's batch is the global batch, split across devices")
     run.add_argument("--hosts", type=positive_int, default=1,
-                     help="hosts in a multi-host run (default 1); start the same command on every host with its "
-                          "--host-rank (docs/data-parallel.md)")
+                     help="hosts in a multi-host run (default 1): with --executor slurm, one job of that many nodes; "
+                          "else start the same command on every host with its --host-rank (docs/data-parallel.md)")
     run.add_argument("--host-rank", type=int, default=0, help="this host's rank, 0 to --hosts - 1 (default 0)")
     run.add_argument("--coordinator", metavar="HOST:PORT",
                      help="with --hosts > 1: an address of host 0 every host can reach, with a free port")
@@ -248,13 +248,18 @@ def check_precisions(backends: list[str], precisions: list[str], device: str, de
 
 def check_topology(args, recipe: recipes.Recipe) -> None:
     """Refuse, before any run starts, device counts and host settings that cannot work."""
+    placed_by_slurm = args.executor == "slurm"
+    if placed_by_slurm and (args.host_rank or args.coordinator):
+        raise UsageError(f"--{'host-rank' if args.host_rank else 'coordinator'} is for --executor local: under "
+                         "--executor slurm each host's rank and the coordinator come from the job's node list; "
+                         "leave it out")
     if args.hosts > 1 and args.device == "auto":
         raise UsageError(f"--hosts {args.hosts} needs an explicit --device (cpu, gpu or tpu): every host must "
                          "agree on it before the frameworks connect")
     try:
         for d in args.devices:
             parallel.check(parallel.Topology(d, args.hosts, args.host_rank, args.coordinator), recipe.batch_size,
-                           cpus=args.threads if args.device == "cpu" else None)
+                           cpus=args.threads if args.device == "cpu" else None, needs_coordinator=not placed_by_slurm)
     except parallel.TopologyError as exc:
         raise UsageError(str(exc)) from None
 
@@ -319,9 +324,6 @@ def _slurm_options(args):
         if given:
             raise UsageError(f"--{given[0]} is a SLURM option: add --executor slurm, or leave it out")
         return None
-    if args.hosts > 1:
-        raise UsageError("--executor slurm runs single-host runs only for now; leave out --hosts or use "
-                         "--executor local on each host (docs/data-parallel.md)")
     try:
         for text in args.sbatch:
             slurm_executor.sbatch_option(text)

@@ -62,11 +62,12 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def check(topology: Topology, batch_size: int, *, cpus: int | None = None) -> None:
+def check(topology: Topology, batch_size: int, *, cpus: int | None = None, needs_coordinator: bool = True) -> None:
     """Raise :class:`TopologyError` naming what is wrong and how to fix it.
 
     ``cpus``: when the run is on CPU, the cores this process may use; each
-    virtual CPU device needs one of its own.
+    virtual CPU device needs one of its own. ``needs_coordinator``: False where a
+    scheduler places the hosts (SLURM's node list gives each host its rank and host 0's address).
     """
     t = topology
     if t.devices < 1:
@@ -75,7 +76,7 @@ def check(topology: Topology, batch_size: int, *, cpus: int | None = None) -> No
         raise TopologyError(f"--hosts must be at least 1, got {t.hosts}")
     if not 0 <= t.host_rank < t.hosts:
         raise TopologyError(f"--host-rank {t.host_rank} is out of range for --hosts {t.hosts}: use 0 to {t.hosts - 1}")
-    if t.hosts > 1 and not t.coordinator:
+    if t.hosts > 1 and not t.coordinator and needs_coordinator:
         raise TopologyError(f"--hosts {t.hosts} needs --coordinator HOST:PORT (an address of host 0 that every "
                             "host can reach, with a free port)")
     if t.coordinator:

@@ -77,7 +77,7 @@ def one_epoch(shared_data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
-    """A real one-node SLURM cluster (munged, slurmctld, slurmd) for the session; SLURM_CONF points at it.
+    """A real SLURM cluster (munged, slurmctld, two slurmd on this machine) for the session; SLURM_CONF points at it.
 
     Installs Debian's slurm-wlm and munge when missing. Fails, never skips, when it cannot start: the
     SLURM executor is tested against real daemons or not at all. Its daemons are stopped by their PIDs.

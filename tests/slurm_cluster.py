@@ -1,4 +1,7 @@
-"""A real one-node SLURM cluster for the tests: scripts/slurm/start.sh, stopped by stop.sh.
+"""A real SLURM cluster for the tests: scripts/slurm/start.sh, stopped by stop.sh.
+
+Two nodes, both this machine: the default partition holds the first, ``hosts`` (:data:`HOSTS_PARTITION`)
+both, for multi-node jobs.
 
 Started once per test session by the ``slurm_cluster`` fixture (conftest.py). It never skips: a
 cluster that cannot be started fails the tests that need it, saying why and how to fix it.
@@ -13,6 +16,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO_ROOT / "scripts" / "slurm"
+HOSTS_PARTITION = "hosts"  # both nodes (start.sh)
 
 
 class ClusterUnavailable(RuntimeError):
@@ -28,9 +32,16 @@ class Cluster:
         """What a client (sbatch, squeue, submitit) needs to reach this cluster."""
         return {"SLURM_CONF": str(self.directory / "slurm.conf")}
 
-    def pids(self) -> dict[str, int]:
+    def pids(self) -> list[tuple[str, int]]:
+        """(daemon, PID) of every daemon start.sh started, as it recorded them."""
         lines = (self.directory / "pids").read_text().split("\n")
-        return {name: int(pid) for name, pid in (line.split() for line in lines if line.strip())}
+        return [(name, int(pid)) for name, pid in (line.split() for line in lines if line.strip())]
+
+    @property
+    def nodes(self) -> list[str]:
+        """The nodes of the ``hosts`` partition, in SLURM's order (host 0's first in a job on both)."""
+        listed = self.run("sinfo", "-h", "-N", "-p", HOSTS_PARTITION, "-o", "%N").stdout.split()
+        return list(dict.fromkeys(listed))
 
     def run(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
         """A SLURM client command against this cluster."""
@@ -50,7 +61,7 @@ def start(directory: Path) -> Cluster:
         raise ClusterUnavailable(f"installing SLURM failed (scripts/slurm/install.sh):\n{done.stderr}")
     done = _script("start.sh", str(directory), timeout=120)
     if done.returncode != 0:
-        raise ClusterUnavailable(f"the one-node SLURM cluster did not start (scripts/slurm/start.sh {directory}):\n"
+        raise ClusterUnavailable(f"the test SLURM cluster did not start (scripts/slurm/start.sh {directory}):\n"
                                  f"{done.stderr}")
     return Cluster(directory)
 

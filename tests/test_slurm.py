@@ -1,9 +1,11 @@
-"""The SLURM executor against a real one-node cluster (tests/slurm_cluster.py; never mocked, never skipped)."""
+"""The SLURM executor against a real cluster, two slurmd on this machine (tests/slurm_cluster.py; never mocked,
+never skipped)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,11 +44,11 @@ def test_cluster_runs_batch_jobs_and_steps(slurm_cluster, tmp_path):
 def test_stop_ends_exactly_the_daemons_it_started(tmp_path):
     cluster = slurm.start(tmp_path / "cluster")
     pids = cluster.pids()
-    assert sorted(pids) == ["munged", "slurmctld", "slurmd"]
-    for name, pid in pids.items():
+    assert sorted(name for name, _ in pids) == ["munged", "slurmctld", "slurmd", "slurmd"]  # a slurmd per node
+    for name, pid in pids:
         assert open(f"/proc/{pid}/comm").read().strip() == name  # the daemon itself, not a wrapper
     assert slurm.stop(cluster) == ""
-    assert all(_wait_gone(pid) for pid in pids.values())
+    assert all(_wait_gone(pid) for _, pid in pids)
     assert not (cluster.directory / "pids").exists()
 
 
@@ -207,3 +209,67 @@ def test_the_schema_checks_the_executor_block():
     records.validate({**good, "executor": {"kind": "slurm", "job_id": "12_3", "node": "n1"}})
     with pytest.raises(records.RecordError, match="job_id"):
         records.validate({**good, "executor": {"kind": "slurm", "job_id": "twelve"}})
+
+
+# --- multi-host runs: one job of two nodes, each host placed by SLURM ---------------------------------------------
+
+def test_a_two_host_run_is_one_job_on_two_nodes_each_host_placed_by_slurm(slurm_cluster, shared_data_dir, tmp_path):
+    out = tmp_path / "run"
+    done = cli(run_argv(shared_data_dir, out, "--hosts", "2", "--partition", slurm.HOSTS_PARTITION, "--no-peak-probe",
+                        backends="torch,flax-linen,tensorflow", seeds=1))
+    assert done.returncode == 0, done.stderr + done.stdout
+    nodes = slurm_cluster.nodes
+    assert len(nodes) == 2, nodes
+    found = read_records(out)
+    assert sorted(found) == ["flax-linen-compiled-cpu-d2-s0", "tensorflow-compiled-cpu-d2-s0", "torch-eager-cpu-d2-s0"]
+    for run_id, host0 in found.items():
+        # Host 1 writes its own record, as on its own machine, where no reader takes it for a second result.
+        host1 = records.read(out / "host-1" / f"{run_id}{records.RECORD_SUFFIX}")
+        for rank, r in enumerate((host0, host1)):
+            assert r["status"] == "ok", (run_id, rank, r.get("error"))
+            assert (r["hosts"], r["devices"], r["host_rank"]) == (2, 2, rank)
+            assert r["executor"]["nodes"] == nodes and r["executor"]["node"] == nodes[rank]
+        assert host0["executor"]["job_id"] == host1["executor"]["job_id"]
+        assert host0["final"]["test"] == host1["final"]["test"]  # one model, replicated on both hosts
+        # What the frameworks were told: host 0's address as SLURM reaches it (NodeAddr, not its name).
+        told = [json.loads((directory / f"{run_id}.request.json").read_text())["topology"]
+                for directory in (out, out / "host-1")]
+        assert [t["host_rank"] for t in told] == [0, 1] and told[0]["coordinator"] == told[1]["coordinator"]
+        assert told[0]["coordinator"].startswith("127.0.0.1:")
+
+
+def test_a_hosts_place_is_read_from_slurm_and_a_layout_it_cannot_use_is_named(slurm_cluster):
+    from mnist_bench.bench.run import slurm_hosts
+
+    nodes = slurm_cluster.nodes
+    env = {"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_JOB_NODELIST": ",".join(nodes), "SLURM_JOB_ID": "5003",
+           "SLURMD_NODENAME": nodes[1]}
+    where = slurm_hosts.place(2, env)
+    assert (where.host_rank, where.nodes) == (1, tuple(nodes))
+    assert where.addresses == ("127.0.0.1", "127.0.0.1")  # the test cluster's NodeAddr for both nodes
+    assert where.coordinator == "127.0.0.1:20012"  # 20000 + 4 x (5003 mod 5000)
+    # TensorFlow's workers: the ports after the coordinator's, one each, as both nodes share an address here.
+    assert json.loads(where.tf_config()) == {"cluster": {"worker": ["127.0.0.1:20013", "127.0.0.1:20014"]},
+                                             "task": {"type": "worker", "index": 1}}
+    with pytest.raises(slurm_hosts.PlacementError, match="SLURM gave 4 task.*on 2 node"):
+        slurm_hosts.place(2, {**env, "SLURM_NTASKS": "4"})
+    with pytest.raises(slurm_hosts.PlacementError, match=rf"task 1 runs on {re.escape(nodes[0])}\b.*--distribution"):
+        slurm_hosts.place(2, {**env, "SLURMD_NODENAME": nodes[0]})
+    with pytest.raises(slurm_hosts.PlacementError, match="SLURM_PROCID, SLURM_NTASKS"):
+        slurm_hosts.place(2, {})
+
+
+def test_under_slurm_a_hosts_rank_and_the_coordinator_are_not_given_by_hand(tmp_path):
+    for given in (["--coordinator", "10.0.0.1:29500"], ["--host-rank", "1"]):
+        done = cli(["run", "--executor", "slurm", "--backends", "torch", "--device", "cpu", "--hosts", "2", *given,
+                    "--out", str(tmp_path / "x")], timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert f"{given[0]} is for --executor local" in done.stderr and "node list" in done.stderr
+
+
+def test_a_job_slurm_no_longer_knows_is_recorded_as_unknown_saying_so(slurm_cluster):
+    # scontrol forgets a job MinJobAge after it ends, and this cluster keeps no accounting for sacct to ask.
+    from mnist_bench.bench.run import slurm_state
+
+    ended = slurm_state.ended("999999")
+    assert ended["state"] == "UNKNOWN" and "neither scontrol nor sacct knows" in ended["reason"], ended

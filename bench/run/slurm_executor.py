@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mnist_bench.bench.run import harness, record, run_dir, slurm_job, slurm_state
+from mnist_bench.bench.run import harness, record, run_dir, slurm_hosts, slurm_job, slurm_state
 from mnist_bench.bench.run.record import now
 from mnist_bench.common import records
 
@@ -64,7 +64,8 @@ def time_limit_min(config: harness.SweepConfig) -> int:
     return max(1, math.ceil((config.timeout_s + waits + STARTUP_S) / 60))
 
 
-def _executor(config: harness.SweepConfig, options: SlurmOptions, device: str, devices: int, array_size: int):
+def _executor(config: harness.SweepConfig, options: SlurmOptions, device: str, devices: int, hosts: int,
+              array_size: int):
     try:
         import submitit
     except ImportError:
@@ -76,7 +77,7 @@ def _executor(config: harness.SweepConfig, options: SlurmOptions, device: str, d
     if device == "gpu":
         extra["gpus_per_task"] = devices
     executor.update_parameters(
-        name="mnist-bench", timeout_min=time_limit_min(config), nodes=1, tasks_per_node=1,
+        name="mnist-bench", timeout_min=time_limit_min(config), nodes=hosts, tasks_per_node=1,  # a task per host
         cpus_per_task=config.threads, slurm_partition=options.partition, slurm_account=options.account,
         slurm_array_parallelism=array_size, slurm_additional_parameters=extra,
     )
@@ -98,12 +99,13 @@ class Tracked:
 
 def submit(specs: list, config: harness.SweepConfig, options: SlurmOptions, info: dict, total: int,
            tracked: list[Tracked]) -> None:
-    """One job array per (device kind, device count); a job per run, appended to ``tracked`` as it is submitted."""
+    """One job array per (device kind, device count, host count); a job per run, appended to ``tracked`` as it is
+    submitted."""
     groups = {}
     for index, spec in enumerate(specs):
-        groups.setdefault((spec.device, spec.devices), []).append((index, spec))
-    for (device, devices), members in groups.items():
-        executor = _executor(config, options, device, devices, len(members))
+        groups.setdefault((spec.device, spec.devices, spec.hosts), []).append((index, spec))
+    for (device, devices, hosts), members in groups.items():
+        executor = _executor(config, options, device, devices, hosts, len(members))
         for _, spec in members:
             harness.pending_path(config.run_dir, spec).unlink(missing_ok=True)
         try:
@@ -193,6 +195,9 @@ def settle(item: Tracked, config: harness.SweepConfig, display: harness.Display,
     else:
         status, kind = "failed", "Slurm" + ending["state"].title().replace("_", "")
         message = f"{said} before recording its run; --resume resubmits it"
+    if spec.hosts > 1:  # host 0 did not finish: what the other hosts recorded may say why
+        others = slurm_hosts.other_hosts(config.run_dir, spec.run_id, spec.hosts, item.job_id)
+        message += f"; the other hosts of the run: {others}"
     log = config.run_dir / f"{spec.run_id}.log"
     if written is None and not cancelled and not _left_a_trace(config, spec):
         message += (f". Nothing of it reached {config.run_dir} (no log, no progress): the run directory must be on a "

@@ -8,6 +8,9 @@ its own process with the same pinning, timeout and records. The record gains an
 ``<run id>.progress.jsonl`` in the run directory (which the nodes share), where the
 submitting harness reads them.
 
+A multi-host run (``--hosts H``) is one job of H nodes, one task per node; each task
+runs this with its host rank and the coordinator read from SLURM (:mod:`.slurm_hosts`).
+
 SIGTERM (``scancel``, a time limit, preemption) stops the run as Ctrl-C stops a local
 one: the worker is killed and the run recorded as interrupted; the submitting
 harness then names SLURM's reason in that record.
@@ -27,11 +30,13 @@ def progress_path(run_dir: Path, run_id: str) -> Path:
     return Path(run_dir) / f"{run_id}{PROGRESS_SUFFIX}"
 
 
-def job_fields() -> dict:
-    """This job as the record names it: its id as ``squeue`` and submitit show it, and its node."""
+def job_fields(nodes: tuple[str, ...] = ()) -> dict:
+    """This job as the record names it: its id as ``squeue`` and submitit show it, its node, and for a
+    multi-host run every node of the job (host 0's first)."""
     array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     job_id = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID", "")
-    return {"kind": "slurm", "job_id": job_id, "node": os.environ.get("SLURMD_NODENAME") or os.uname().nodename}
+    fields = {"kind": "slurm", "job_id": job_id, "node": os.environ.get("SLURMD_NODENAME") or os.uname().nodename}
+    return {**fields, "nodes": list(nodes)} if nodes else fields
 
 
 class ProgressFile:
@@ -64,11 +69,34 @@ class ProgressFile:
         pass
 
 
+def _placed(spec, config, info: dict):
+    """(``config`` as this host of a multi-host run runs it, the job's nodes); a placement SLURM got wrong is
+    recorded as the run's failure by host 0 and raised."""
+    from mnist_bench.bench.run import harness, slurm_hosts
+    from mnist_bench.bench.run.record import now
+    from mnist_bench.common import machine
+
+    try:
+        where = slurm_hosts.place(spec.hosts)
+    except slurm_hosts.PlacementError as exc:
+        if os.environ.get("SLURM_PROCID", "0") == "0":
+            display = ProgressFile(progress_path(config.run_dir, spec.run_id))
+            harness._conclude(harness.record_path(config.run_dir, spec), spec, config, display, info,
+                              machine.describe(), job_fields(), "failed",
+                              {"type": "SlurmPlacement", "message": str(exc)}, now())
+        raise
+    os.environ["TF_CONFIG"] = where.tf_config()  # for TensorFlow's MultiWorkerMirroredStrategy; others ignore it
+    return slurm_hosts.config_for(config, where), where.nodes
+
+
 def run_on_node(spec, config, info: dict) -> str:
     """Run ``spec`` of ``config`` (a ``harness.SweepConfig``) here; its record's status."""
     from mnist_bench.bench.run import harness, interrupts
     from mnist_bench.common import machine
 
+    nodes = ()
+    if spec.hosts > 1:
+        config, nodes = _placed(spec, config, info)
     display = ProgressFile(progress_path(config.run_dir, spec.run_id))
     # submitit asks SLURM for SIGUSR2 shortly before the time limit and then requeues or fails the job; a benchmark
     # run is not resumable, so the job runs on until SLURM ends it, and the harness records SLURM's own end state.
@@ -77,7 +105,7 @@ def run_on_node(spec, config, info: dict) -> str:
         with interrupts.stop_once():  # replaces submitit's handler, which ignores SIGTERM
             matmul_peak = harness.measure_peak(config)
             written = harness.run_one(spec, config, display, info, machine.describe(), matmul_peak,
-                                      executor=job_fields())
+                                      executor=job_fields(nodes))
     except KeyboardInterrupt:
         return "interrupted"
     return written["status"]

@@ -1,7 +1,7 @@
 """What SLURM says about jobs: squeue while they are queued or running, scontrol (then sacct) once they ended.
 
 submitit reads job states with ``sacct``, which needs SLURM's accounting database;
-clusters without one (the tests' one-node cluster among them) still answer
+clusters without one (the tests' cluster among them) still answer
 ``squeue`` and, for ``MinJobAge`` seconds after a job ends, ``scontrol show job``.
 Plain Python: importing this module imports no framework.
 """

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Debian's SLURM (slurm-wlm) and MUNGE when they are missing; do nothing when they are there.
-# The tests' one-node cluster (start.sh) needs munged, slurmctld, slurmd and the client commands.
+# The tests' cluster (start.sh) needs munged, slurmctld, slurmd and the client commands.
 set -euo pipefail
 need=()
 for cmd in munged slurmctld slurmd sbatch; do
