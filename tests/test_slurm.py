@@ -273,3 +273,24 @@ def test_a_job_slurm_no_longer_knows_is_recorded_as_unknown_saying_so(slurm_clus
 
     ended = slurm_state.ended("999999")
     assert ended["state"] == "UNKNOWN" and "neither scontrol nor sacct knows" in ended["reason"], ended
+
+
+def test_a_layout_slurm_got_wrong_is_the_runs_recorded_failure(slurm_cluster, tmp_path, monkeypatch):
+    # The host returns without an error, so the job ends COMPLETED and settle() keeps this record, reason included.
+    from mnist_bench.bench.run import harness, record, slurm_job
+    from mnist_bench.common.recipe import PRESETS
+
+    nodes = slurm_cluster.nodes
+    for name, value in {"SLURM_JOB_ID": "77", "SLURM_PROCID": "0", "SLURM_NTASKS": "4",
+                        "SLURM_JOB_NODELIST": ",".join(nodes), "SLURMD_NODENAME": nodes[0]}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    spec = harness.RunSpec("torch", "eager", "cpu", 0, hosts=2)
+    config = harness.SweepConfig(specs=(spec,), recipe=PRESETS["quick"], run_dir=tmp_path, threads=1,
+                                 timeout_s=60, command="test")
+    assert slurm_job.run_on_node(spec, config, record.mnist_bench_info()) == "failed"
+    found = records.read(harness.record_path(tmp_path, spec))
+    assert found["status"] == "failed" and found["error"]["type"] == "SlurmPlacement", found
+    assert "SLURM gave 4 task(s) on 2 node(s)" in found["error"]["message"]
+    assert found["executor"]["job_id"] == "77"

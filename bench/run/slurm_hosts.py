@@ -25,15 +25,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from mnist_bench.bench.run import slurm_state
 
 # Each job gets PORTS_PER_JOB ports from 20000 + PORTS_PER_JOB x (job id mod JOBS): the coordinator's, then
 # TensorFlow's workers' (one more for each further worker on the same address), so jobs with neighbouring ids
 # never share one.
 PORT_BASE, PORTS_PER_JOB, JOBS = 20000, 4, 5000
-TIMEOUT_S = 30
 
 
 class PlacementError(RuntimeError):
@@ -60,21 +60,19 @@ class Place:
         return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": self.host_rank}})
 
 
-def _scontrol(*argv: str) -> str:
-    done = subprocess.run(["scontrol", *argv], capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-    if done.returncode != 0:
-        raise PlacementError(f"scontrol {' '.join(argv)} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 def expand(node_list: str) -> list[str]:
     """SLURM's compressed node list (``n[01-03],gpu7``) as node names, in SLURM's order."""
-    return _scontrol("show", "hostnames", node_list).split()
+    done = slurm_state.command(["scontrol", "show", "hostnames", node_list])
+    if done.returncode != 0:
+        raise PlacementError(f"scontrol show hostnames {node_list} failed: {done.stderr.strip()}")
+    return done.stdout.split()
 
 
 def node_address(node: str) -> str:
     """The address SLURM reaches ``node`` at (``NodeAddr``); its name when SLURM gives none."""
-    fields = dict(item.split("=", 1) for item in _scontrol("--oneliner", "show", "node", node).split() if "=" in item)
+    fields = slurm_state.show("node", node)
+    if fields is None:
+        raise PlacementError(f"scontrol show node {node}: SLURM does not know the node")
     return fields.get("NodeAddr") or node
 
 
@@ -108,11 +106,11 @@ def host_dir(run_dir: Path, host_rank: int) -> Path:
     return Path(run_dir) if host_rank == 0 else Path(run_dir) / f"host-{host_rank}"
 
 
-def config_for(config, where: Place):
-    """``config`` (a ``harness.SweepConfig``) as this host runs it: its rank, the coordinator, its directory."""
-    directory = host_dir(config.run_dir, where.host_rank)
+def config_for(config, host_rank: int, coordinator: str | None = None):
+    """``config`` (a ``harness.SweepConfig``) as host ``host_rank`` runs it: its rank, the coordinator, its directory."""
+    directory = host_dir(config.run_dir, host_rank)
     directory.mkdir(exist_ok=True)
-    return dataclasses.replace(config, host_rank=where.host_rank, coordinator=where.coordinator, run_dir=directory)
+    return dataclasses.replace(config, host_rank=host_rank, coordinator=coordinator, run_dir=directory)
 
 
 def other_hosts(run_dir: Path, run_id: str, hosts: int, job_id: str) -> str:

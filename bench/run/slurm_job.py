@@ -70,8 +70,9 @@ class ProgressFile:
 
 
 def _placed(spec, config, info: dict):
-    """(``config`` as this host of a multi-host run runs it, the job's nodes); a placement SLURM got wrong is
-    recorded as the run's failure by host 0 and raised."""
+    """(``config`` as this host of a multi-host run runs it, the job's nodes), or (None, ()) when SLURM's layout
+    cannot make the run's hosts: this host then records that as its run's failure, in its own directory (host 0's
+    is the run directory), and returns without an error, so SLURM's end state does not replace that record."""
     from mnist_bench.bench.run import harness, slurm_hosts
     from mnist_bench.bench.run.record import now
     from mnist_bench.common import machine
@@ -79,14 +80,13 @@ def _placed(spec, config, info: dict):
     try:
         where = slurm_hosts.place(spec.hosts)
     except slurm_hosts.PlacementError as exc:
-        if os.environ.get("SLURM_PROCID", "0") == "0":
-            display = ProgressFile(progress_path(config.run_dir, spec.run_id))
-            harness._conclude(harness.record_path(config.run_dir, spec), spec, config, display, info,
-                              machine.describe(), job_fields(), "failed",
-                              {"type": "SlurmPlacement", "message": str(exc)}, now())
-        raise
+        mine = slurm_hosts.config_for(config, int(os.environ.get("SLURM_PROCID", "0")))
+        harness._conclude(harness.record_path(mine.run_dir, spec), spec, mine,
+                          ProgressFile(progress_path(mine.run_dir, spec.run_id)), info, machine.describe(),
+                          job_fields(), "failed", {"type": "SlurmPlacement", "message": str(exc)}, now())
+        return None, ()
     os.environ["TF_CONFIG"] = where.tf_config()  # for TensorFlow's MultiWorkerMirroredStrategy; others ignore it
-    return slurm_hosts.config_for(config, where), where.nodes
+    return slurm_hosts.config_for(config, where.host_rank, where.coordinator), where.nodes
 
 
 def run_on_node(spec, config, info: dict) -> str:
@@ -97,6 +97,8 @@ def run_on_node(spec, config, info: dict) -> str:
     nodes = ()
     if spec.hosts > 1:
         config, nodes = _placed(spec, config, info)
+        if config is None:
+            return "failed"
     display = ProgressFile(progress_path(config.run_dir, spec.run_id))
     # submitit asks SLURM for SIGUSR2 shortly before the time limit and then requeues or fails the job; a benchmark
     # run is not resumable, so the job runs on until SLURM ends it, and the harness records SLURM's own end state.

@@ -16,15 +16,24 @@ ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUE
 TIMEOUT_S = 30
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess:
+def command(argv: list[str]) -> subprocess.CompletedProcess:
+    """A SLURM client command, its output captured, bounded by TIMEOUT_S."""
     return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+
+
+def show(kind: str, name: str) -> dict[str, str] | None:
+    """``scontrol show KIND NAME`` (a job, a node) as its KEY=VALUE fields; None when scontrol does not know it."""
+    done = command(["scontrol", "--oneliner", "show", kind, name])
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
+    return dict(item.split("=", 1) for item in done.stdout.split() if "=" in item)
 
 
 def queued(job_ids: list[str]) -> dict[str, dict]:
     """State, reason and node of each of ``job_ids`` still in the queue (one line per array task)."""
     if not job_ids:
         return {}
-    done = _run(["squeue", "--array", "--noheader", "--format=%i|%T|%r|%N", f"--jobs={','.join(job_ids)}"])
+    done = command(["squeue", "--array", "--noheader", "--format=%i|%T|%r|%N", f"--jobs={','.join(job_ids)}"])
     if done.returncode != 0 and "Invalid job id" not in done.stderr:
         raise RuntimeError(f"squeue failed: {done.stderr.strip()}")
     found = {}
@@ -40,13 +49,12 @@ def ended(job_id: str) -> dict:
 
     ``{"state": "UNKNOWN", ...}`` when neither scontrol nor sacct knows the job any more.
     """
-    done = _run(["scontrol", "--oneliner", "show", "job", job_id])
-    if done.returncode == 0 and done.stdout.strip():
-        fields = dict(item.split("=", 1) for item in done.stdout.split() if "=" in item)
+    fields = show("job", job_id)
+    if fields is not None:
         return {"state": fields.get("JobState", "UNKNOWN"), "reason": fields.get("Reason", "None"),
                 "node": fields.get("NodeList") or None, "exit_code": fields.get("ExitCode")}
-    done = _run(["sacct", "--noheader", "--parsable2", "--format=JobID,State,Reason,NodeList,ExitCode",
-                 f"--jobs={job_id}"])
+    done = command(["sacct", "--noheader", "--parsable2", "--format=JobID,State,Reason,NodeList,ExitCode",
+                    f"--jobs={job_id}"])
     for line in done.stdout.splitlines() if done.returncode == 0 else []:
         found_id, state, reason, node, code = (line.split("|") + [""] * 5)[:5]
         if found_id == job_id:
@@ -57,4 +65,4 @@ def ended(job_id: str) -> dict:
 
 def cancel(job_ids: list[str]) -> None:
     if job_ids:
-        _run(["scancel", *job_ids])
+        command(["scancel", *job_ids])
